@@ -1,0 +1,89 @@
+"""loopback: a zero-dependency MCP server on 127.0.0.1 for the coding agents a Python host spawns.
+
+Public API only. Importing this package starts nothing and imports little: the
+server machinery is loaded on first use of a name that needs it (PEP 562).
+
+    import loopback
+
+    @loopback.tool
+    def add(a: int, b: int) -> int:
+        "Add two integers."
+        return a + b
+
+    server = loopback.ensure()          # lazy, process-wide, single-flight
+    print(server.url, server.token)
+    loopback.close()
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "tool",
+    "start",
+    "ensure",
+    "close",
+    "active_runtime",
+    "default_registry",
+    "prepare_agent_run",
+    "PreparedRun",
+    "LoopbackServer",
+    "Runtime",
+    "Settings",
+    "Tool",
+    "ToolRegistry",
+    "LoopbackError",
+    "StartError",
+    "PortInUseError",
+]
+
+_LAZY = {
+    "start": "lifecycle",
+    "ensure": "lifecycle",
+    "close": "lifecycle",
+    "active_runtime": "lifecycle",
+    "default_registry": "lifecycle",
+    "prepare_agent_run": "host",
+    "PreparedRun": "host",
+    "LoopbackServer": "server",
+    "Runtime": "server",
+    "LoopbackError": "server",
+    "StartError": "server",
+    "PortInUseError": "server",
+    "Settings": "settings",
+    "Tool": "tools",
+    "ToolRegistry": "tools",
+}
+
+if TYPE_CHECKING:
+    from .host import PreparedRun, prepare_agent_run
+    from .lifecycle import active_runtime, close, default_registry, ensure, start
+    from .server import LoopbackError, LoopbackServer, PortInUseError, Runtime, StartError
+    from .settings import Settings
+    from .tools import Tool, ToolRegistry
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopback' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def tool(func: Optional[Callable[..., Any]] = None, **options: Any) -> Any:
+    """Register a function as a tool of the default registry: ``@loopback.tool`` or
+    ``@loopback.tool(name=..., description=..., title=..., annotations=...)``."""
+    from .lifecycle import default_registry
+
+    return default_registry().tool(func, **options)

@@ -1,0 +1,121 @@
+"""JSON-RPC 2.0 framing: decode a body, classify messages, build responses, encode.
+
+Owns: the error codes, the shape rules of requests, notifications and responses,
+and the one JSON encoding every response goes through.
+Must not know: MCP methods, HTTP, sockets or threads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Union
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+RequestId = Union[str, int]
+
+# What a client may legally send: a request, a notification, or a response to one
+# of our own requests.
+REQUEST = "request"
+NOTIFICATION = "notification"
+RESPONSE = "response"
+
+
+class JsonRpcError(Exception):
+    """An error that becomes a JSON-RPC error object."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_object(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def _reject_constant(name: str) -> None:
+    # NaN and Infinity are not JSON (RFC 8259); Python accepts them by default.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def decode(body: bytes) -> Any:
+    """Parse a request body; raise JsonRpcError(PARSE_ERROR) on anything that is not JSON."""
+    try:
+        text = body.decode("utf-8-sig")  # tolerate a BOM; reject invalid UTF-8
+    except UnicodeDecodeError:
+        raise JsonRpcError(PARSE_ERROR, "Parse error: body is not valid UTF-8") from None
+    try:
+        return _decoder.decode(text)
+    except RecursionError:
+        raise JsonRpcError(PARSE_ERROR, "Parse error: JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, oversized integers, NaN/Infinity
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise JsonRpcError(PARSE_ERROR, f"Parse error: {reason}") from None
+
+
+def _valid_id(value: Any) -> bool:
+    # MCP narrows JSON-RPC: an id is a string or an integer, never null (bool is an int in Python).
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def classify(message: Any) -> str:
+    """Return REQUEST, NOTIFICATION or RESPONSE; raise JsonRpcError(INVALID_REQUEST) otherwise."""
+    if not isinstance(message, dict):
+        raise JsonRpcError(INVALID_REQUEST, "Invalid Request: a message must be a JSON object")
+    if message.get("jsonrpc") != "2.0":
+        raise JsonRpcError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"')
+    if "method" in message:
+        if not isinstance(message["method"], str):
+            raise JsonRpcError(INVALID_REQUEST, 'Invalid Request: "method" must be a string')
+        params = message.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise JsonRpcError(INVALID_REQUEST, 'Invalid Request: "params" must be an object')
+        if "id" not in message:
+            return NOTIFICATION
+        if not _valid_id(message["id"]):
+            raise JsonRpcError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer')
+        return REQUEST
+    if ("result" in message) != ("error" in message) and "id" in message:
+        return RESPONSE
+    raise JsonRpcError(INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response")
+
+
+def request_id(message: Any) -> RequestId | None:
+    """The id to answer an invalid message with: its own when usable, else null."""
+    if isinstance(message, dict) and _valid_id(message.get("id")):
+        return message["id"]
+    return None
+
+
+def result(id: RequestId | None, value: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": id, "result": value}
+
+
+def error(id: RequestId | None, exc: JsonRpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": id, "error": exc.to_object()}
+
+
+def notification(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode(message: Any) -> bytes:
+    """Compact UTF-8 JSON; raises TypeError/ValueError for what JSON cannot hold."""
+    return _encoder.encode(message).encode("utf-8")

@@ -1,0 +1,268 @@
+"""LoopbackServer: one MCP endpoint bound to a loopback address and served from a daemon thread.
+
+Owns: binding (with the pinned-port fallback), the serving thread, the set of open
+connections, and an orderly close that leaves no thread or socket behind.
+Must not know: process-wide state (``lifecycle`` keeps the singleton and the active
+runtime) or what requests mean (``transport`` and ``protocol``).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from typing import Any, Callable, Optional
+
+from .auth import Grant, TokenStore
+from .settings import Settings
+from .tools import ToolRegistry
+from .transport import MCP_PATH, McpRequestHandler, is_loopback_host
+
+_log = logging.getLogger("loopback")
+
+
+class LoopbackError(Exception):
+    """Base class of the errors this package raises."""
+
+
+class StartError(LoopbackError):
+    """The server could not start."""
+
+
+class PortInUseError(StartError):
+    """The requested port is taken by another socket."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: the port is already in use")
+        self.host = host
+        self.port = port
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A snapshot of a running server: where it listens and the tokens it accepts.
+
+    The tokens are secrets: they are left out of ``repr`` so that logging a runtime
+    does not leak them.
+    """
+
+    host: str
+    port: int
+    url: str
+    token: str = field(repr=False)
+    tokens: tuple[str, ...] = field(repr=False, default=())
+
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header value a client sends."""
+        return f"Bearer {self.token}"
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its connections, so close() can end them."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops bursts of new connections
+
+    def __init__(self, address: tuple[str, int], family: int, *, registry: ToolRegistry,
+                 settings: Settings, tokens: Optional[TokenStore]) -> None:
+        self.address_family = family
+        self.registry = registry
+        self.settings = settings
+        self.tokens = tokens
+        self.package_version = _package_version()
+        self.closing = False
+        self.extra_hosts: frozenset[str] = frozenset()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._connections_lock = threading.Lock()
+        super().__init__(address, McpRequestHandler)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections[request] = threading.current_thread()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.pop(request, None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The stock version prints a traceback to stderr; a library must not.
+        _log.debug("error while serving %s", client_address[0] if client_address else "?", exc_info=True)
+
+    def end_connections(self, timeout: float) -> None:
+        """Wake every connection's thread and wait (bounded) for them to finish.
+
+        Shutting the read side makes idle keep-alive reads return at once, while a
+        request being answered can still write its response. The calling thread is
+        not waited for: close() may be called from inside a tool.
+        """
+        with self._connections_lock:
+            connections = list(self._connections.items())
+        for sock, _ in connections:
+            try:
+                sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        current = threading.current_thread()
+        for _, thread in connections:
+            if thread is not current:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        with self._connections_lock:
+            stragglers = [t for t in self._connections.values() if t is not current and t.is_alive()]
+        if stragglers:
+            _log.warning("%d request(s) still running after close()", len(stragglers))
+
+
+def _bind(host: str, port: int, fallback: bool, make: Callable[[tuple[str, int], int], _HTTPServer]) -> _HTTPServer:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return make((host, port), family)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise StartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        if not (fallback and port):
+            raise PortInUseError(host, port) from None
+        _log.warning("port %d on %s is in use; listening on an ephemeral port instead", port, host)
+        return _bind(host, 0, False, make)
+
+
+class LoopbackServer:
+    """An MCP server on a loopback address. Bound (listening) once constructed.
+
+    Use ``start()`` to begin serving from a daemon thread, ``close()`` to stop.
+    Most code wants ``loopback.ensure()`` or ``loopback.start()`` instead.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        registry: Optional[ToolRegistry] = None,
+        settings: Optional[Settings] = None,
+        token: Optional[str] = None,
+        require_auth: bool = True,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer from 0 to 65535, not {port!r}")
+        if not is_loopback_host(host):
+            if not self.settings.allow_non_loopback:
+                raise ValueError(f"refusing to bind non-loopback host {host!r} (set allow_non_loopback=True to force)")
+            _log.warning("binding non-loopback host %s: the server is reachable from other machines", host)
+        if not require_auth:
+            _log.warning("authentication is switched off: any local process can call the tools")
+        self.registry = registry if registry is not None else ToolRegistry()
+        self.tokens: Optional[TokenStore] = TokenStore() if require_auth else None
+        self._grant: Optional[Grant] = self.tokens.issue(token=token) if self.tokens else None
+        self._httpd = _bind(
+            host, port, self.settings.port_fallback,
+            lambda address, family: _HTTPServer(
+                address, family, registry=self.registry, settings=self.settings, tokens=self.tokens),
+        )
+        if not is_loopback_host(host):
+            self._httpd.extra_hosts = frozenset({host.lower().strip("[]"), host.lower()})
+        self.host = host
+        self.port: int = self._httpd.server_address[1]
+        self._thread: Optional[threading.Thread] = None
+        self._close_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._on_close: list[Callable[["LoopbackServer"], None]] = []
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{MCP_PATH}"
+
+    @property
+    def token(self) -> str:
+        """The default (owner) bearer token; empty when authentication is off."""
+        return self._grant.token if self._grant else ""
+
+    @property
+    def serving(self) -> bool:
+        """True from ``start()`` until ``close()`` begins."""
+        return self._thread is not None and not self._httpd.closing
+
+    def runtime(self) -> Runtime:
+        tokens = self.tokens.tokens() if self.tokens else ()
+        return Runtime(host=self.host, port=self.port, url=self.url, token=self.token, tokens=tokens)
+
+    def start(self) -> "LoopbackServer":
+        """Serve from a daemon thread; returns self. Calling it twice is an error."""
+        if self._closed.is_set() or self._httpd.closing:
+            raise StartError("this server is closed; start a new one")
+        if self._thread is not None:
+            raise StartError("this server is already serving")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.5},
+            name=f"loopback-mcp:{self.port}", daemon=True,
+        )
+        self._thread.start()
+        _log.info("MCP loopback server listening on %s", self.url)
+        return self
+
+    def on_close(self, callback: Callable[["LoopbackServer"], None]) -> None:
+        """Run ``callback(self)`` once the server has closed."""
+        self._on_close.append(callback)
+
+    def close(self) -> None:
+        """Stop serving, close the socket, end connections, join the thread. Idempotent.
+
+        Safe to call from inside a tool: that tool's own request still gets its answer.
+        """
+        if self._closed.is_set():  # also keeps a forked child off a lock a parent thread held
+            return
+        with self._close_lock:
+            if self._closed.is_set():
+                return
+            self._httpd.closing = True
+            if self._thread is not None:
+                self._httpd.shutdown()  # returns once serve_forever has left its loop
+            self._httpd.server_close()
+            self._httpd.end_connections(self.settings.close_timeout)
+            if self._thread is not None:
+                self._thread.join()
+            self._closed.set()
+        _log.info("MCP loopback server on port %d closed", self.port)
+        for callback in self._on_close:
+            try:
+                callback(self)
+            except Exception:
+                _log.exception("on_close callback failed")
+
+    def _abandon_after_fork(self) -> None:
+        """In a forked child: drop the inherited sockets without touching the parent's server."""
+        self._closed.set()
+        self._httpd.closing = True
+        for sock in [self._httpd.socket, *list(self._httpd._connections)]:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def __enter__(self) -> "LoopbackServer":
+        return self if self._thread is not None else self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("serving" if self.serving else "bound")
+        return f"<LoopbackServer {self.url} {state}>"

@@ -1,0 +1,431 @@
+"""Streamable HTTP transport: the request handler of one MCP endpoint.
+
+Owns: routing, Host/Origin checks (DNS-rebinding defence), bearer authentication,
+Content-Type/Accept/Content-Length rules, body size and time limits, CORS for
+loopback origins, and writing each response in one piece.
+Must not know: what MCP methods mean (``protocol`` decides), how the server is
+bound or stopped (``server`` does).
+
+Order of checks, each answered before the next is looked at: malformed request
+line or headers (400/414/431) → Host (403) → Origin (403) → path (404) →
+CORS preflight (204) → bearer token (401) → method (405) → Content-Type (415) →
+Accept (406) → Content-Length (411/400/413) → body arrival (408) → JSON (400).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import urlsplit
+
+from . import jsonrpc, protocol
+from .jsonrpc import JsonRpcError
+
+if TYPE_CHECKING:
+    from .server import _HTTPServer
+
+_log = logging.getLogger("loopback")
+
+MCP_PATH = "/mcp"
+ALLOWED_METHODS = "POST, OPTIONS"
+_CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Last-Event-ID"
+_CORS_EXPOSE_HEADERS = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate"
+_SERVER_ERROR = -32000  # JSON-RPC "server error" range: used for HTTP-level refusals
+_READ_CHUNK = 65536
+_MAX_CHUNK_LINE = 1024
+
+
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+def _is_decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+class _BodyTimeout(Exception):
+    pass
+
+
+class _BodyError(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, any 127.0.0.0/8 address and ``::1`` (brackets allowed)."""
+    name = host.strip().lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_host_port(value: str) -> tuple[str, Optional[int]]:
+    """``host[:port]`` of a Host header; port None when absent; ValueError when malformed."""
+    value = value.strip()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            raise ValueError("unclosed bracket")
+        host, rest = value[: end + 1], value[end + 1 :]
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise ValueError("junk after address")
+        port_text = rest[1:]
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+    elif ":" in value:
+        raise ValueError("bare IPv6 address")
+    else:
+        return value, None
+    if not port_text.isdigit() or len(port_text) > 5:
+        raise ValueError("bad port")
+    return host, int(port_text)
+
+
+def _media_types(header: Optional[str]) -> set[str]:
+    """The media ranges of an Accept header that are not refused with q=0."""
+    types = set()
+    for part in (header or "").split(","):
+        pieces = [p.strip() for p in part.split(";")]
+        if not pieces[0]:
+            continue
+        q_zero = any(p.replace(" ", "").lower() in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in pieces[1:])
+        if not q_zero:
+            types.add(pieces[0].lower())
+    return types
+
+
+class McpRequestHandler(BaseHTTPRequestHandler):
+    """One connection: HTTP/1.1 keep-alive, each response written with a single send."""
+
+    server: "_HTTPServer"
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # belt and braces: we already write each response once
+    server_version = "loopback"
+    sys_version = ""
+    # Filled in setup() from the server's settings.
+    _cors_origin: Optional[str] = None
+    _expect_continue = False
+
+    # -- connection life ---------------------------------------------------
+
+    def setup(self) -> None:
+        self.timeout = self.server.settings.idle_timeout
+        super().setup()
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection and not self.server.closing:
+            self.handle_one_request()
+
+    def handle_one_request(self) -> None:
+        """Read one request line and its headers, then route; closes the connection on any I/O failure."""
+        self._cors_origin = None
+        self._expect_continue = False
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            self._route()
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            _log.debug("connection from %s ended: %s", self.client_address[0], type(exc).__name__)
+            self.close_connection = True
+
+    def handle_expect_100(self) -> bool:
+        # Answer "100 Continue" only once the request has passed every check that
+        # needs no body (see _read_body), so a refused body is never sent.
+        self._expect_continue = True
+        return True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s %s", self.address_string(), format % args)
+
+    # -- responses -----------------------------------------------------------
+
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: Optional[str] = "application/json",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Write status line, headers and body with one ``sendall``."""
+        phrase = self.responses.get(status, ("",))[0]
+        lines = [
+            f"{self.protocol_version} {status} {phrase}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+        ]
+        if body and content_type:
+            lines.append(f"Content-Type: {content_type}")
+        lines.append(f"Content-Length: {len(body)}")
+        if self._cors_origin is not None:
+            lines.append(f"Access-Control-Allow-Origin: {self._cors_origin}")
+            lines.append(f"Access-Control-Expose-Headers: {_CORS_EXPOSE_HEADERS}")
+            lines.append("Vary: Origin")
+        for name, value in headers:
+            lines.append(f"{name}: {value}")
+        if self.close_connection or self.server.closing:
+            self.close_connection = True
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + body)
+        if _log.isEnabledFor(logging.DEBUG):
+            self.log_request(status, len(body))
+
+    def _refuse(self, status: HTTPStatus, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """An HTTP-level refusal, with a JSON-RPC error body that clients can show."""
+        error = JsonRpcError(_SERVER_ERROR, message)
+        self._send(status, jsonrpc.encode(jsonrpc.error(None, error)), headers=headers)
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        # Used by BaseHTTPRequestHandler for malformed request lines and headers.
+        # The stock version writes an HTML page in two writes; ours writes JSON once.
+        self.close_connection = True
+        status = HTTPStatus(code)
+        self._refuse(status, f"{status.phrase}: {message or status.description}")
+
+    # -- routing -------------------------------------------------------------
+
+    def _route(self) -> None:
+        refusal = self._check_host() or self._check_origin()
+        if refusal:
+            self._refuse(HTTPStatus.FORBIDDEN, refusal)
+            return
+        path = self.path.split("?", 1)[0]
+        if path != MCP_PATH:
+            self._refuse(HTTPStatus.NOT_FOUND, f"Not Found: the MCP endpoint is {MCP_PATH}")
+            return
+        if self.command == "OPTIONS":
+            self._preflight()
+            return
+        if self.server.tokens is not None and not self._authenticated():
+            self._refuse(
+                HTTPStatus.UNAUTHORIZED,
+                "Unauthorized: send 'Authorization: Bearer <token>'",
+                (("WWW-Authenticate", 'Bearer realm="loopback"'),),
+            )
+            return
+        if self.command != "POST":
+            self._refuse(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"Method Not Allowed: {self.command} (this server takes POST)",
+                (("Allow", ALLOWED_METHODS),),
+            )
+            return
+        self._post()
+
+    def _check_host(self) -> Optional[str]:
+        value = self.headers.get("Host")
+        if value is None:
+            # HTTP/1.0 clients may omit Host; browsers (the rebinding threat) never do.
+            return None if self.request_version == "HTTP/1.0" else "Forbidden: missing Host header"
+        try:
+            host, port = _split_host_port(value)
+        except ValueError:
+            return "Forbidden: malformed Host header"
+        if not (is_loopback_host(host) or host.lower() in self.server.extra_hosts):
+            return "Forbidden: Host must be a loopback name"
+        if (port if port is not None else 80) != self.server.server_port:
+            return "Forbidden: Host names another port"
+        return None
+
+    def _check_origin(self) -> Optional[str]:
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return None
+        lowered = origin.strip().lower()
+        if lowered in self.server.settings.allowed_origins:
+            self._cors_origin = origin.strip()
+            return None
+        try:
+            parts = urlsplit(lowered)
+            hostname = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError for a malformed port
+        except ValueError:
+            return "Forbidden: malformed Origin"
+        if parts.scheme in ("http", "https") and hostname and is_loopback_host(hostname):
+            self._cors_origin = origin.strip()
+            return None
+        return "Forbidden: cross-site Origin"
+
+    def _preflight(self) -> None:
+        self._send(
+            HTTPStatus.NO_CONTENT,
+            headers=(
+                ("Allow", ALLOWED_METHODS),
+                ("Access-Control-Allow-Methods", ALLOWED_METHODS),
+                ("Access-Control-Allow-Headers", _CORS_ALLOW_HEADERS),
+                ("Access-Control-Max-Age", "600"),
+            ),
+        )
+
+    def _authenticated(self) -> bool:
+        value = self.headers.get("Authorization")
+        if not value:
+            return False
+        scheme, _, credentials = value.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        presented = credentials.strip().encode("latin-1", "replace")
+        return self.server.tokens.check(presented) is not None  # type: ignore[union-attr]
+
+    # -- POST ----------------------------------------------------------------
+
+    def _post(self) -> None:
+        content_type = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            self._refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type: Content-Type must be application/json")
+            return
+        accepted = _media_types(self.headers.get("Accept"))
+        wants_json = not accepted or bool(accepted & {"application/json", "application/*", "*/*"})
+        wants_sse = bool(accepted & {"text/event-stream", "text/*", "*/*"})
+        if not (wants_json or wants_sse):
+            self._refuse(HTTPStatus.NOT_ACCEPTABLE, "Not Acceptable: Accept must allow application/json or text/event-stream")
+            return
+        try:
+            body = self._read_body()
+        except _BodyTimeout:
+            self.close_connection = True
+            self._refuse(HTTPStatus.REQUEST_TIMEOUT, "Request Timeout: the body did not arrive in time")
+            return
+        except _BodyError as exc:
+            self.close_connection = True
+            self._refuse(exc.status, exc.message)
+            return
+        if body is None:  # the client went away mid-body
+            self.close_connection = True
+            return
+        payload: Any = None
+        try:
+            payload = jsonrpc.decode(body)
+            ctx = protocol.RequestContext(
+                registry=self.server.registry,
+                settings=self.server.settings,
+                protocol_version_header=self.headers.get("MCP-Protocol-Version"),
+                headers=self.headers,
+                server_version=self.server.package_version,
+            )
+            answer = protocol.handle_payload(payload, ctx)
+        except JsonRpcError as exc:
+            request_id = jsonrpc.request_id(payload) if exc.code != jsonrpc.PARSE_ERROR else None
+            self._send(HTTPStatus.BAD_REQUEST, jsonrpc.encode(jsonrpc.error(request_id, exc)))
+            return
+        if answer is None:
+            self._send(HTTPStatus.ACCEPTED)
+            return
+        try:
+            encoded = jsonrpc.encode(answer)
+        except (TypeError, ValueError):  # a tool's structuredContent that JSON cannot hold
+            _log.warning("response could not be encoded as JSON")
+            error = JsonRpcError(jsonrpc.INTERNAL_ERROR, "Internal error: the response could not be encoded as JSON")
+            encoded = jsonrpc.encode(jsonrpc.error(jsonrpc.request_id(payload), error))
+        if wants_json:
+            self._send(HTTPStatus.OK, encoded)
+        else:
+            self._send(HTTPStatus.OK, b"event: message\ndata: " + encoded + b"\n\n", "text/event-stream",
+                       (("Cache-Control", "no-cache"),))
+
+    def _read_body(self) -> Optional[bytes]:
+        """The request body within the size and time limits; None if the client left."""
+        limit = self.server.settings.max_body_bytes
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        lengths = self.headers.get_all("Content-Length") or []
+        if chunked and lengths:
+            raise _BodyError(HTTPStatus.BAD_REQUEST, "Bad Request: both Content-Length and Transfer-Encoding")
+        if not chunked:
+            if not lengths:
+                raise _BodyError(HTTPStatus.LENGTH_REQUIRED, "Length Required: send Content-Length")
+            values = {v.strip() for v in ",".join(lengths).split(",")}
+            if len(values) != 1 or not _is_decimal(next(iter(values))):
+                raise _BodyError(HTTPStatus.BAD_REQUEST, "Bad Request: invalid Content-Length")
+            length = int(next(iter(values)))
+            if length > limit:
+                raise _BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"Content Too Large: the limit is {limit} bytes")
+        if self._expect_continue:
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        deadline = time.monotonic() + self.server.settings.body_timeout
+        try:
+            if chunked:
+                return self._read_chunked(limit, deadline)
+            return self._read_exactly(length, deadline)
+        finally:
+            self.connection.settimeout(self.timeout)
+
+    def _read_exactly(self, length: int, deadline: float) -> Optional[bytes]:
+        parts = []
+        remaining = length
+        while remaining:
+            self._set_deadline(deadline)
+            try:
+                data = self.rfile.read1(min(remaining, _READ_CHUNK))
+            except (TimeoutError, socket.timeout):
+                raise _BodyTimeout from None
+            if not data:
+                return None
+            parts.append(data)
+            remaining -= len(data)
+        return b"".join(parts)
+
+    def _readline(self, deadline: float) -> bytes:
+        self._set_deadline(deadline)
+        try:
+            line = self.rfile.readline(_MAX_CHUNK_LINE + 1)
+        except (TimeoutError, socket.timeout):
+            raise _BodyTimeout from None
+        if len(line) > _MAX_CHUNK_LINE:
+            raise _BodyError(HTTPStatus.BAD_REQUEST, "Bad Request: chunk header too long")
+        return line
+
+    def _read_chunked(self, limit: int, deadline: float) -> Optional[bytes]:
+        parts = []
+        total = 0
+        while True:
+            line = self._readline(deadline)
+            if not line:
+                return None
+            size_text = line.split(b";", 1)[0].strip()
+            if not size_text or len(size_text) > 16 or size_text.strip(_HEX_DIGITS):
+                raise _BodyError(HTTPStatus.BAD_REQUEST, "Bad Request: invalid chunk size")
+            size = int(size_text, 16)
+            if size == 0:
+                while self._readline(deadline) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers are ignored
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                raise _BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"Content Too Large: the limit is {limit} bytes")
+            data = self._read_exactly(size, deadline)
+            if data is None:
+                return None
+            parts.append(data)
+            if self._readline(deadline) not in (b"\r\n", b"\n"):
+                raise _BodyError(HTTPStatus.BAD_REQUEST, "Bad Request: chunk not followed by CRLF")
+
+    def _set_deadline(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _BodyTimeout
+        self.connection.settimeout(remaining)
