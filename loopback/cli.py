@@ -76,17 +76,17 @@ def _serve(args: argparse.Namespace) -> int:
         server = lifecycle.ensure(args.port, host=args.host, registry=registry)
     except (LoopbackError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    names = ", ".join(tool.name for tool in registry.tools())
-    print(f"loopback {__version__}: MCP server on {server.url}", flush=True)
-    print(f"tools: {names}")
-    print(f"token: {server.token}")
-    print("client config (Claude Code: claude --mcp-config FILE):")
-    print(_client_config(server.url, server.token))
-    print("Press Ctrl-C to stop.", flush=True)
-
     stop = threading.Event()
+    # Handlers go in before the banner: a supervisor may signal as soon as it reads it.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
+        names = ", ".join(tool.name for tool in registry.tools())
+        print(f"loopback {__version__}: MCP server on {server.url}")
+        print(f"tools: {names}")
+        print(f"token: {server.token}")
+        print("client config (Claude Code: claude --mcp-config FILE):")
+        print(_client_config(server.url, server.token))
+        print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):  # a timed wait keeps Ctrl-C responsive
             pass
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._connections_lock = threading.Lock()
         super().__init__(address, McpRequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves socket.getfqdn(host): a reverse DNS lookup
+        # that can stall a start for seconds and that nothing here needs.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = self.server_address[0]
+        self.server_port = self.server_address[1]
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
