@@ -51,8 +51,12 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
 def decode(body: bytes) -> Any:
     """Parse a request body; raise JsonRpcError(PARSE_ERROR) on anything that is not JSON."""
+    # Tolerate a BOM; reject invalid UTF-8. (Same as body.decode("utf-8-sig"), whose
+    # codec is written in Python, at a fifth of the cost.)
+    if body[:3] == b"\xef\xbb\xbf":
+        body = body[3:]
     try:
-        text = body.decode("utf-8-sig")  # tolerate a BOM; reject invalid UTF-8
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise JsonRpcError(PARSE_ERROR, "Parse error: body is not valid UTF-8") from None
     try:
@@ -114,8 +118,15 @@ def notification(method: str, params: dict[str, Any] | None = None) -> dict[str,
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ascii_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 
 
 def encode(message: Any) -> bytes:
     """Compact UTF-8 JSON; raises TypeError/ValueError for what JSON cannot hold."""
-    return _encoder.encode(message).encode("utf-8")
+    text = _encoder.encode(message)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (legal in a JSON string escape, e.g. an id "\ud800") has no
+        # UTF-8 form: send it escaped, as it came.
+        return _ascii_encoder.encode(message).encode("ascii")

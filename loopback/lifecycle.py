@@ -1,8 +1,9 @@
 """The process-wide server: lazy single-flight ``ensure``, ``close``, the active runtime.
 
 Owns: all module-level mutable state of the package (the singleton, the start in
-flight, the registered active server, the default tool registry) and the hooks that
-keep it true across ``os.fork()`` and interpreter exit.
+flight, the registered active server, the servers ``start()`` made that have not
+closed, the default tool registry) and the hooks that keep it true across
+``os.fork()`` and interpreter exit.
 Must not know: HTTP or MCP details (``server`` and below).
 
 Contract (see DESIGN.md): ``ensure()`` on a running server takes no lock; concurrent
@@ -31,6 +32,7 @@ _lock = threading.Lock()
 _singleton: Optional[LoopbackServer] = None  # what ensure() returns while it serves
 _starting: Optional["Future[LoopbackServer]"] = None  # the start in flight, if any
 _active: Optional[LoopbackServer] = None  # what active_runtime() describes
+_servers: set[LoopbackServer] = set()  # every server start() made that has not closed
 _default_registry = ToolRegistry()
 _exiting = False
 _atexit_registered = False
@@ -61,6 +63,7 @@ def _forget(server: LoopbackServer) -> None:
             _singleton = None
         if _active is server:
             _active = None
+        _servers.discard(server)
 
 
 def start(
@@ -87,6 +90,8 @@ def start(
     server.start()
     with _lock:
         _active = server
+        if not server.closed:  # else its on_close hook has run (or waits for this lock)
+            _servers.add(server)
         if not _atexit_registered:
             atexit.register(_close_at_exit)
             _atexit_registered = True
@@ -153,16 +158,21 @@ def close() -> None:
     with _lock:
         server, future = _singleton, _starting
         _singleton = None
-    if server is None and future is not None:
+    servers = [server] if server is not None else []
+    # A start may be in flight even while an old singleton is still set (it was being
+    # closed directly when ensure() began the new start): wait for it either way.
+    if future is not None:
         try:
-            server = future.result()
+            started = future.result()
         except BaseException:
-            return  # the start failed: nothing is running
-        with _lock:
-            if _singleton is server:
-                _singleton = None
-    if server is not None:
-        server.close()
+            started = None  # the start failed: it left nothing running
+        if started is not None:
+            with _lock:
+                if _singleton is started:
+                    _singleton = None
+            servers.append(started)
+    for each in servers:
+        each.close()
 
 
 def active_runtime() -> Optional[Runtime]:
@@ -175,7 +185,7 @@ def _close_at_exit() -> None:
     global _exiting
     with _lock:
         _exiting = True
-        servers = {s for s in (_singleton, _active) if s is not None}
+        servers = {s for s in (_singleton, _active) if s is not None} | _servers
     for server in servers:
         server.close()
 
@@ -184,10 +194,14 @@ def _after_fork_in_child() -> None:
     # The child has copies of the listening socket but none of the threads: it must
     # not believe it serves. Fresh state; the copies are closed, the parent's server
     # is untouched.
-    global _lock, _singleton, _starting, _active, _exiting
-    inherited = {s for s in (_singleton, _active) if s is not None}
+    # Every server start() made counts, not only the registered ones: a copy of any
+    # listening socket left open here would keep the port answering after the parent
+    # closes it.
+    global _lock, _singleton, _starting, _active, _exiting, _servers
+    inherited = {s for s in (_singleton, _active) if s is not None} | _servers
     _lock = threading.Lock()
     _singleton = _starting = _active = None
+    _servers = set()
     _exiting = False
     for server in inherited:
         server._abandon_after_fork()

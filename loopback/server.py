@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import selectors
 import socket
 import socketserver
 import threading
@@ -86,7 +87,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self.extra_hosts: frozenset[str] = frozenset()
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._connections_lock = threading.Lock()
-        super().__init__(address, McpRequestHandler)
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        try:
+            super().__init__(address, McpRequestHandler)
+        except BaseException:
+            self._wake_reader.close()
+            self._wake_writer.close()
+            raise
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves socket.getfqdn(host): a reverse DNS lookup
@@ -95,14 +102,51 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_name = self.server_address[0]
         self.server_port = self.server_address[1]
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept connections until stop(); woken at once by the stop pipe, not by polling."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while not self.closing:
+                for key, _ in selector.select():
+                    if key.fileobj is self and not self.closing:
+                        self._handle_request_noblock()  # socketserver's accept-verify-process step
+                self.service_actions()
+
+    def stop(self) -> None:
+        """Make serve_forever return promptly (the caller joins its thread)."""
+        self.closing = True
+        try:
+            self._wake_writer.send(b"\0")
+        except OSError:
+            pass
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Registered here, on the accepting thread, before the connection's thread
+        # runs: a close() that follows can never miss it.
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address),
+            name=f"loopback-mcp:{self.server_address[1]}:conn", daemon=True,
+        )
         with self._connections_lock:
-            self._connections[request] = threading.current_thread()
+            self._connections[request] = thread
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
             with self._connections_lock:
                 self._connections.pop(request, None)
+
+    def is_connection_thread(self, thread: threading.Thread) -> bool:
+        with self._connections_lock:
+            return thread in self._connections.values()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The stock version prints a traceback to stderr; a library must not.
@@ -215,7 +259,7 @@ class LoopbackServer:
         if self._thread is not None:
             raise StartError("this server is already serving")
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.5},
+            target=self._httpd.serve_forever,
             name=f"loopback-mcp:{self.port}", daemon=True,
         )
         self._thread.start()
@@ -233,17 +277,23 @@ class LoopbackServer:
         """
         if self._closed.is_set():  # also keeps a forked child off a lock a parent thread held
             return
-        with self._close_lock:
+        if not self._close_lock.acquire(blocking=False):
+            # Another thread is closing. It waits for our request threads, so one of
+            # them must not wait for it in turn; any other caller waits for the end.
+            if not self._httpd.is_connection_thread(threading.current_thread()):
+                self._closed.wait()
+            return
+        try:
             if self._closed.is_set():
                 return
-            self._httpd.closing = True
+            self._httpd.stop()
             if self._thread is not None:
-                self._httpd.shutdown()  # returns once serve_forever has left its loop
+                self._thread.join()  # serve_forever has left its loop: no more accepts
             self._httpd.server_close()
             self._httpd.end_connections(self.settings.close_timeout)
-            if self._thread is not None:
-                self._thread.join()
             self._closed.set()
+        finally:
+            self._close_lock.release()
         _log.info("MCP loopback server on port %d closed", self.port)
         for callback in self._on_close:
             try:
@@ -255,7 +305,8 @@ class LoopbackServer:
         """In a forked child: drop the inherited sockets without touching the parent's server."""
         self._closed.set()
         self._httpd.closing = True
-        for sock in [self._httpd.socket, *list(self._httpd._connections)]:
+        httpd = self._httpd
+        for sock in [httpd.socket, httpd._wake_reader, httpd._wake_writer, *list(httpd._connections)]:
             try:
                 sock.close()
             except OSError:

@@ -10,10 +10,13 @@ Order of checks, each answered before the next is looked at: malformed request
 line or headers (400/414/431) → Host (403) → Origin (403) → path (404) →
 CORS preflight (204) → bearer token (401) → method (405) → Content-Type (415) →
 Accept (406) → Content-Length (411/400/413) → body arrival (408) → JSON (400).
+A refusal given before an announced body was read closes the connection: those
+unread bytes must never be parsed as the next request.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -58,6 +61,7 @@ class _BodyError(Exception):
         self.message = message
 
 
+@functools.lru_cache(maxsize=256)  # checked on every request; ipaddress parsing is slow
 def is_loopback_host(host: str) -> bool:
     """True for ``localhost``, any 127.0.0.0/8 address and ``::1`` (brackets allowed)."""
     name = host.strip().lower().rstrip(".")
@@ -95,7 +99,8 @@ def _split_host_port(value: str) -> tuple[str, Optional[int]]:
     return host, int(port_text)
 
 
-def _media_types(header: Optional[str]) -> set[str]:
+@functools.lru_cache(maxsize=64)  # clients send the same Accept header on every request
+def _media_types(header: Optional[str]) -> frozenset[str]:
     """The media ranges of an Accept header that are not refused with q=0."""
     types = set()
     for part in (header or "").split(","):
@@ -105,7 +110,7 @@ def _media_types(header: Optional[str]) -> set[str]:
         q_zero = any(p.replace(" ", "").lower() in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in pieces[1:])
         if not q_zero:
             types.add(pieces[0].lower())
-    return types
+    return frozenset(types)
 
 
 class McpRequestHandler(BaseHTTPRequestHandler):
@@ -119,6 +124,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
     # Filled in setup() from the server's settings.
     _cors_origin: Optional[str] = None
     _expect_continue = False
+    _body_read = False
 
     # -- connection life ---------------------------------------------------
 
@@ -136,6 +142,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         """Read one request line and its headers, then route; closes the connection on any I/O failure."""
         self._cors_origin = None
         self._expect_continue = False
+        self._body_read = False
         try:
             self.raw_requestline = self.rfile.readline(65537)
             if len(self.raw_requestline) > 65536:
@@ -157,6 +164,13 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         # needs no body (see _read_body), so a refused body is never sent.
         self._expect_continue = True
         return True
+
+    def date_time_string(self, timestamp: Optional[float] = None) -> str:
+        # The stock text (email.utils.formatdate(usegmt=True)) at about half the cost:
+        # it is built for every response. English names, whatever the locale.
+        t = time.gmtime(timestamp)
+        return (f"{self.weekdayname[t.tm_wday]}, {t.tm_mday:02d} {self.monthname[t.tm_mon]} {t.tm_year:04d} "
+                f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
     def log_message(self, format: str, *args: Any) -> None:
         if _log.isEnabledFor(logging.DEBUG):
@@ -191,14 +205,26 @@ class McpRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head + body)
+        # A response to HEAD has no content (RFC 9110 9.3.2), only its Content-Length.
+        self.wfile.write(head if self.command == "HEAD" else head + body)
         if _log.isEnabledFor(logging.DEBUG):
             self.log_request(status, len(body))
 
     def _refuse(self, status: HTTPStatus, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """An HTTP-level refusal, with a JSON-RPC error body that clients can show."""
+        if not self.close_connection and self._body_unread():
+            # Refused before its body was read: on a kept-alive connection those bytes
+            # would be parsed as the next request (and skip the Host/Origin checks).
+            self.close_connection = True
         error = JsonRpcError(_SERVER_ERROR, message)
         self._send(status, jsonrpc.encode(jsonrpc.error(None, error)), headers=headers)
+
+    def _body_unread(self) -> bool:
+        if self._body_read:
+            return False
+        if self.headers.get("Transfer-Encoding"):
+            return True
+        return any(v.strip() != "0" for v in self.headers.get_all("Content-Length") or [])
 
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         # Used by BaseHTTPRequestHandler for malformed request lines and headers.
@@ -214,7 +240,10 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         if refusal:
             self._refuse(HTTPStatus.FORBIDDEN, refusal)
             return
-        path = self.path.split("?", 1)[0]
+        # The target as sent: http.server rewrites a leading "//" in self.path to "/".
+        words = self.requestline.split()
+        target = words[1] if len(words) >= 2 else self.path
+        path = target.split("?", 1)[0]
         if path != MCP_PATH:
             self._refuse(HTTPStatus.NOT_FOUND, f"Not Found: the MCP endpoint is {MCP_PATH}")
             return
@@ -299,8 +328,10 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         if content_type != "application/json":
             self._refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type: Content-Type must be application/json")
             return
-        accepted = _media_types(self.headers.get("Accept"))
-        wants_json = not accepted or bool(accepted & {"application/json", "application/*", "*/*"})
+        accept = self.headers.get("Accept")
+        accepted = _media_types(accept)
+        # No Accept header means anything; one that refuses everything (q=0) means nothing.
+        wants_json = not (accept or "").strip() or bool(accepted & {"application/json", "application/*", "*/*"})
         wants_sse = bool(accepted & {"text/event-stream", "text/*", "*/*"})
         if not (wants_json or wants_sse):
             self._refuse(HTTPStatus.NOT_ACCEPTABLE, "Not Acceptable: Accept must allow application/json or text/event-stream")
@@ -364,6 +395,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
             length = int(next(iter(values)))
             if length > limit:
                 raise _BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"Content Too Large: the limit is {limit} bytes")
+        self._body_read = True  # from here on, every failure closes the connection
         if self._expect_continue:
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         deadline = time.monotonic() + self.server.settings.body_timeout
