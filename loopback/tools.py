@@ -167,6 +167,10 @@ def _input_schema(func: Callable[..., Any], name: str) -> dict[str, Any]:
     return result
 
 
+# One encoder for every result: json.dumps with options builds a new one per call.
+_to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def _text(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
@@ -182,7 +186,7 @@ def to_call_result(value: Any) -> dict[str, Any]:
     if value is None:
         return {"content": [], "isError": False}
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = _to_json(value)
     except (TypeError, ValueError) as exc:
         return error_result(f"the tool returned a value that cannot be sent as JSON: {exc}")
     result: dict[str, Any] = {"content": [_text(text)], "isError": False}

@@ -9,7 +9,7 @@ bound or stopped (``server`` does).
 Order of checks, each answered before the next is looked at: malformed request
 line or headers (400/414/431) → Host (403) → Origin (403) → path (404) →
 CORS preflight (204) → bearer token (401) → method (405) → Content-Type (415) →
-Accept (406) → Content-Length (411/400/413) → body arrival (408) → JSON (400).
+Accept (406) → Transfer-Encoding (501) and Content-Length (411/400/413) → body arrival (408) → JSON (400).
 A refusal given before an announced body was read closes the connection: those
 unread bytes must never be parsed as the next request.
 """
@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
-from . import jsonrpc, protocol
+from . import http11, jsonrpc, protocol
 from .jsonrpc import JsonRpcError
 
 if TYPE_CHECKING:
@@ -139,31 +139,50 @@ class McpRequestHandler(BaseHTTPRequestHandler):
             self.handle_one_request()
 
     def handle_one_request(self) -> None:
-        """Read one request line and its headers, then route; closes the connection on any I/O failure."""
+        """Read one request head, then route; closes the connection on any I/O failure."""
         self._cors_origin = None
         self._expect_continue = False
         self._body_read = False
+        self.command = self.request_version = self.requestline = ""
         try:
-            self.raw_requestline = self.rfile.readline(65537)
-            if len(self.raw_requestline) > 65536:
-                self.requestline = self.request_version = self.command = ""
-                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-                return
-            if not self.raw_requestline:
+            line = self.rfile.readline(http11.MAX_LINE + 1)
+            if line in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore a stray CRLF before a request
+                line = self.rfile.readline(http11.MAX_LINE + 1)
+            if not line:
                 self.close_connection = True
                 return
-            if not self.parse_request():
+            self.requestline = line.rstrip(b"\r\n").decode("latin-1")
+            if len(line) > http11.MAX_LINE:
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
                 return
+            header_lines = []
+            while True:
+                field = self.rfile.readline(http11.MAX_LINE + 1)
+                if not field:  # the client left mid-head
+                    self.close_connection = True
+                    return
+                if field in (b"\r\n", b"\n"):
+                    break
+                if len(field) > http11.MAX_LINE or len(header_lines) >= http11.MAX_HEADERS:
+                    self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+                    return
+                header_lines.append(field)
+            try:
+                head = http11.parse_head(line, header_lines)
+            except http11.HeadError as exc:
+                self.close_connection = True
+                self._refuse(HTTPStatus(exc.status), exc.message)
+                return
+            self.command, self.path, self.request_version = head.method, head.target, head.version_text
+            self.headers = head.headers  # type: ignore[assignment]
+            self.close_connection = not head.keep_alive
+            # "100 Continue" is sent only once the request has passed every check that
+            # needs no body (see _read_body), so a refused body is never sent.
+            self._expect_continue = head.expects_continue
             self._route()
         except (TimeoutError, ConnectionError, OSError) as exc:
             _log.debug("connection from %s ended: %s", self.client_address[0], type(exc).__name__)
             self.close_connection = True
-
-    def handle_expect_100(self) -> bool:
-        # Answer "100 Continue" only once the request has passed every check that
-        # needs no body (see _read_body), so a refused body is never sent.
-        self._expect_continue = True
-        return True
 
     def date_time_string(self, timestamp: Optional[float] = None) -> str:
         # The stock text (email.utils.formatdate(usegmt=True)) at about half the cost:
@@ -227,8 +246,8 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         return any(v.strip() != "0" for v in self.headers.get_all("Content-Length") or [])
 
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
-        # Used by BaseHTTPRequestHandler for malformed request lines and headers.
-        # The stock version writes an HTML page in two writes; ours writes JSON once.
+        # For heads too long to parse (and any stock caller): the stock version writes
+        # an HTML page in two writes; ours writes JSON once and closes.
         self.close_connection = True
         status = HTTPStatus(code)
         self._refuse(status, f"{status.phrase}: {message or status.description}")
@@ -240,10 +259,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         if refusal:
             self._refuse(HTTPStatus.FORBIDDEN, refusal)
             return
-        # The target as sent: http.server rewrites a leading "//" in self.path to "/".
-        words = self.requestline.split()
-        target = words[1] if len(words) >= 2 else self.path
-        path = target.split("?", 1)[0]
+        path = self.path.split("?", 1)[0]  # the target exactly as sent
         if path != MCP_PATH:
             self._refuse(HTTPStatus.NOT_FOUND, f"Not Found: the MCP endpoint is {MCP_PATH}")
             return
@@ -382,8 +398,11 @@ class McpRequestHandler(BaseHTTPRequestHandler):
     def _read_body(self) -> Optional[bytes]:
         """The request body within the size and time limits; None if the client left."""
         limit = self.server.settings.max_body_bytes
-        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
-        lengths = self.headers.get_all("Content-Length") or []
+        codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding") for c in v.split(",")]
+        if codings and codings != ["chunked"]:
+            raise _BodyError(HTTPStatus.NOT_IMPLEMENTED, "Not Implemented: the only transfer coding accepted is chunked")
+        chunked = bool(codings)
+        lengths = self.headers.get_all("Content-Length")
         if chunked and lengths:
             raise _BodyError(HTTPStatus.BAD_REQUEST, "Bad Request: both Content-Length and Transfer-Encoding")
         if not chunked:
@@ -443,9 +462,10 @@ class McpRequestHandler(BaseHTTPRequestHandler):
                 raise _BodyError(HTTPStatus.BAD_REQUEST, "Bad Request: invalid chunk size")
             size = int(size_text, 16)
             if size == 0:
-                while self._readline(deadline) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers are ignored
-                return b"".join(parts)
+                for _ in range(http11.MAX_HEADERS + 1):  # trailer fields are read and ignored
+                    if self._readline(deadline) in (b"\r\n", b"\n", b""):
+                        return b"".join(parts)
+                raise _BodyError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Request Header Fields Too Large: too many trailer fields")
             total += size
             if total > limit:
                 raise _BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"Content Too Large: the limit is {limit} bytes")

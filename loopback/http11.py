@@ -1,0 +1,149 @@
+"""HTTP/1.1 request heads: the request line and header fields, parsed from raw lines.
+
+Owns: the syntax rules of RFC 9112 section 3 and 5 that matter to a server — a
+well-formed request line, token field names with no whitespace before the colon,
+no obsolete line folding, one Host — and a small case-insensitive header mapping.
+Pure: lines of bytes in, a ``RequestHead`` or a ``HeadError`` (with the status to
+answer) out. Must not know: sockets, how the lines were read, or what the request means.
+
+Why not ``http.client.parse_headers``: it runs every request through the ``email``
+package, the main cost of a stock ``http.server`` request, and it accepts folded
+lines and whitespace before the colon, which RFC 9112 says a server must reject
+(request smuggling).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+MAX_LINE = 65536  # bytes in the request line or one header line
+MAX_HEADERS = 100
+
+# RFC 9110 token: the characters a method or a field name may use.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_VERSION = re.compile(rb"HTTP/(\d)\.(\d)\Z")
+
+
+class HeadError(Exception):
+    """A request head that cannot be served; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Headers:
+    """Header fields of one request: case-insensitive lookup, repeated fields kept in order."""
+
+    __slots__ = ("_fields", "_index")
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self._fields = fields
+        index: dict[str, list[str]] = {}
+        for name, value in fields:
+            index.setdefault(name.lower(), []).append(value)
+        self._index = index
+
+    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        """The first value of a field, or ``default``."""
+        values = self._index.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of a field, in the order sent (empty list when absent)."""
+        return list(self._index.get(name.lower(), ()))
+
+    def __getitem__(self, name: str) -> Optional[str]:
+        return self.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._fields)
+
+    def keys(self) -> list[str]:
+        return [name for name, _ in self._fields]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        # Values are left out: an Authorization header holds a secret.
+        return f"Headers({self.keys()!r})"
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    method: str
+    target: str
+    version: tuple[int, int]
+    headers: Headers
+
+    @property
+    def version_text(self) -> str:
+        return f"HTTP/{self.version[0]}.{self.version[1]}"
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the connection may carry another request after this one (RFC 9112 9.3)."""
+        tokens = {t.strip().lower() for v in self.headers.get_all("Connection") for t in v.split(",")}
+        if "close" in tokens:
+            return False
+        return self.version >= (1, 1) or "keep-alive" in tokens
+
+    @property
+    def expects_continue(self) -> bool:
+        expect = self.headers.get("Expect")
+        return self.version >= (1, 1) and expect is not None and expect.strip().lower() == "100-continue"
+
+
+def parse_request_line(line: bytes) -> tuple[str, str, tuple[int, int]]:
+    """``METHOD SP request-target SP HTTP-version``; HeadError otherwise."""
+    parts = line.rstrip(b"\r\n").split(b" ")
+    if len(parts) != 3 or not parts[1]:
+        raise HeadError(400, "Bad Request: malformed request line")
+    method, target, version = parts
+    if not _TOKEN.match(method):
+        raise HeadError(400, "Bad Request: malformed method")
+    matched = _VERSION.match(version)
+    if not matched:
+        raise HeadError(400, "Bad Request: malformed HTTP version")
+    number = (int(matched.group(1)), int(matched.group(2)))
+    if number[0] != 1:
+        raise HeadError(505, "HTTP Version Not Supported: use HTTP/1.1")
+    if any(b <= 0x20 or b == 0x7F for b in target):
+        raise HeadError(400, "Bad Request: malformed request target")
+    return method.decode("ascii"), target.decode("latin-1"), number
+
+
+def parse_header_lines(lines: list[bytes]) -> Headers:
+    """Header field lines (without the blank line that ends them); HeadError otherwise."""
+    if len(lines) > MAX_HEADERS:
+        raise HeadError(431, "Request Header Fields Too Large: too many header fields")
+    fields = []
+    for raw in lines:
+        if raw[:1] in (b" ", b"\t"):
+            raise HeadError(400, "Bad Request: obsolete line folding in header")
+        name, colon, value = raw.rstrip(b"\r\n").partition(b":")
+        if not colon or not _TOKEN.match(name):
+            raise HeadError(400, "Bad Request: malformed header field")
+        text = value.strip(b" \t")
+        if b"\r" in text or b"\n" in text or b"\0" in text:
+            raise HeadError(400, "Bad Request: invalid character in header value")
+        fields.append((name.decode("ascii"), text.decode("latin-1")))
+    headers = Headers(fields)
+    if len(headers.get_all("Host")) > 1:
+        raise HeadError(400, "Bad Request: more than one Host header")
+    return headers
+
+
+def parse_head(request_line: bytes, header_lines: list[bytes]) -> RequestHead:
+    method, target, version = parse_request_line(request_line)
+    return RequestHead(method, target, version, parse_header_lines(header_lines))

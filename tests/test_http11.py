@@ -1,0 +1,168 @@
+"""HTTP/1.1 request heads: the pure parser, and the same rules over a real socket."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import raw_request, status_of
+from loopback import http11
+from loopback.http11 import HeadError, parse_head, parse_header_lines, parse_request_line
+
+
+def head(*fields: bytes, line: bytes = b"POST /mcp HTTP/1.1\r\n") -> http11.RequestHead:
+    return parse_head(line, [f + b"\r\n" for f in fields])
+
+
+def test_request_line_parts():
+    assert parse_request_line(b"POST /mcp?x=1 HTTP/1.1\r\n") == ("POST", "/mcp?x=1", (1, 1))
+    assert parse_request_line(b"GET //mcp HTTP/1.0\n") == ("GET", "//mcp", (1, 0))
+
+
+@pytest.mark.parametrize(
+    "line, status",
+    [
+        (b"GET /\r\n", 400),  # HTTP/0.9
+        (b"POST  /mcp HTTP/1.1\r\n", 400),  # two spaces
+        (b"POST /mcp HTTP/1.1 extra\r\n", 400),
+        (b"PO ST /mcp HTTP/1.1\r\n", 400),
+        (b"P(ST /mcp HTTP/1.1\r\n", 400),
+        (b"POST /mcp HTTP/1.x\r\n", 400),
+        (b"POST /mcp http/1.1\r\n", 400),
+        (b"POST /m\x01cp HTTP/1.1\r\n", 400),
+        (b"POST /mcp HTTP/2.0\r\n", 505),
+        (b"POST /mcp HTTP/0.9\r\n", 505),
+        (b"\r\n", 400),
+    ],
+)
+def test_bad_request_lines(line, status):
+    with pytest.raises(HeadError) as caught:
+        parse_request_line(line)
+    assert caught.value.status == status
+
+
+def test_headers_are_case_insensitive_and_keep_repeats_in_order():
+    h = head(b"Content-Type: application/json", b"X-Tag: a", b"x-tag:b", b"Host:  localhost:1 \t")
+    assert h.headers.get("content-type") == "application/json"
+    assert h.headers["CONTENT-TYPE"] == "application/json"
+    assert h.headers.get_all("X-TAG") == ["a", "b"]
+    assert h.headers.get("host") == "localhost:1"
+    assert h.headers.get("missing", "d") == "d" and h.headers.get_all("missing") == []
+    assert "x-tag" in h.headers and "nope" not in h.headers and 5 not in h.headers
+    assert h.headers.keys() == ["Content-Type", "X-Tag", "x-tag", "Host"] == list(h.headers)
+    assert len(h.headers) == 4 and h.headers.items()[1] == ("X-Tag", "a")
+
+
+def test_headers_repr_hides_values():
+    h = head(b"Authorization: Bearer secret-token")
+    assert "secret-token" not in repr(h.headers)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [b"Content-Length : 5"],  # whitespace before the colon: smuggling vector (RFC 9112 5.1)
+        [b"X-A: 1", b" folded"],  # obsolete line folding
+        [b"\tfolded: 1"],
+        [b"NoColon"],
+        [b": empty-name"],
+        [b"Bad Name: 1"],
+        [b"X-A: 1\x002"],
+        [b"Host: a", b"Host: b"],
+    ],
+)
+def test_smuggling_shapes_are_rejected(fields):
+    with pytest.raises(HeadError) as caught:
+        parse_header_lines([f + b"\r\n" for f in fields])
+    assert caught.value.status == 400
+
+
+def test_too_many_headers():
+    with pytest.raises(HeadError) as caught:
+        parse_header_lines([b"X-%d: 1\r\n" % i for i in range(http11.MAX_HEADERS + 1)])
+    assert caught.value.status == 431
+
+
+@pytest.mark.parametrize(
+    "line, fields, keep_alive",
+    [
+        (b"POST /mcp HTTP/1.1\r\n", [], True),
+        (b"POST /mcp HTTP/1.1\r\n", [b"Connection: close"], False),
+        (b"POST /mcp HTTP/1.1\r\n", [b"Connection: Upgrade, Close"], False),
+        (b"POST /mcp HTTP/1.0\r\n", [], False),
+        (b"POST /mcp HTTP/1.0\r\n", [b"Connection: keep-alive"], True),
+    ],
+)
+def test_keep_alive(line, fields, keep_alive):
+    assert head(*fields, line=line).keep_alive is keep_alive
+
+
+def test_expect_continue_only_for_http11():
+    assert head(b"Expect: 100-Continue").expects_continue
+    assert not head(b"Expect: 100-continue", line=b"POST /mcp HTTP/1.0\r\n").expects_continue
+    assert not head(b"Expect: something").expects_continue
+    assert not head().expects_continue
+
+
+# -- over a real socket ---------------------------------------------------------
+
+
+def _post(server, extra: bytes = b"", line: bytes = b"POST /mcp HTTP/1.1") -> bytes:
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    return (line + b"\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n" % (server.port, server.token.encode(), len(body))
+            + extra + b"Connection: close\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize(
+    "extra, line, status",
+    [
+        (b"", b"POST /mcp HTTP/1.1", 200),
+        (b"X-Pad: 1\r\n" * 90, b"POST /mcp HTTP/1.1", 200),
+        (b"X-Pad: 1\r\n" * 101, b"POST /mcp HTTP/1.1", 431),
+        (b"X-Long: " + b"a" * 70000 + b"\r\n", b"POST /mcp HTTP/1.1", 431),
+        (b"", b"POST /" + b"a" * 70000 + b" HTTP/1.1", 414),
+        (b"", b"POST /mcp HTTP/2.0", 505),
+        (b"Transfer-Encoding : chunked\r\n", b"POST /mcp HTTP/1.1", 400),
+        (b"X-A: 1\r\n folded\r\n", b"POST /mcp HTTP/1.1", 400),
+        (b"Host: 127.0.0.1:1\r\n", b"POST /mcp HTTP/1.1", 400),
+    ],
+)
+def test_head_rules_over_a_socket(server, extra, line, status):
+    answer = raw_request(server.port, _post(server, extra, line))
+    assert status_of(answer) == status
+    assert b"Content-Length: " in answer
+    # and the server still serves
+    assert status_of(raw_request(server.port, _post(server))) == 200
+
+
+def test_a_stray_crlf_before_a_request_is_ignored(server):
+    assert status_of(raw_request(server.port, b"\r\n" + _post(server))) == 200
+
+
+def test_a_client_that_leaves_mid_head_gets_no_answer(server):
+    answer = raw_request(server.port, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    assert answer == b""
+    assert status_of(raw_request(server.port, _post(server))) == 200
+
+
+def _chunked(server, coding: bytes, chunks: bytes) -> bytes:
+    return (b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: %s\r\nConnection: close\r\n\r\n"
+            % (server.port, server.token.encode(), coding) + chunks)
+
+
+PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+
+
+@pytest.mark.parametrize(
+    "coding, chunks, status",
+    [
+        (b"chunked", b"%x\r\n%s\r\n0\r\n\r\n" % (len(PING), PING), 200),
+        (b"Chunked", b"%x\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % (len(PING), PING), 200),
+        (b"gzip, chunked", b"%x\r\n%s\r\n0\r\n\r\n" % (len(PING), PING), 501),
+        (b"identity", PING, 501),
+        (b"chunked", b"%x\r\n%s\r\n0\r\n" % (len(PING), PING) + b"X-T: 1\r\n" * 200 + b"\r\n", 431),
+    ],
+)
+def test_transfer_codings(server, coding, chunks, status):
+    assert status_of(raw_request(server.port, _chunked(server, coding, chunks))) == status
