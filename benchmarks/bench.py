@@ -304,6 +304,9 @@ class FloorHandler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(FLOOR_BODY)))
+        self._respond()
+
+    def _respond(self) -> None:
         self.end_headers()
         self.wfile.write(FLOOR_BODY)
 
@@ -314,13 +317,7 @@ class FloorHandler(BaseHTTPRequestHandler):
 class OneWriteFloorHandler(FloorHandler):
     """``--one-write-floor``: the same response written with one ``sendall`` instead of two."""
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(FLOOR_BODY)))
+    def _respond(self) -> None:
         self._headers_buffer.append(b"\r\n" + FLOOR_BODY)  # what end_headers() would add, plus the body
         self.wfile.write(b"".join(self._headers_buffer))
         self._headers_buffer = []

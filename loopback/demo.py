@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import platform
-from typing import Optional
+from typing import Any, Optional
 
 from .tools import ToolRegistry
 
@@ -38,12 +38,12 @@ def demo_registry() -> ToolRegistry:
         return datetime.datetime.now(zone).isoformat(timespec="seconds")
 
     @registry.tool(annotations={"readOnlyHint": True})
-    def word_count(text: str) -> dict:
+    def word_count(text: str) -> dict[str, Any]:
         """Count the characters, words and lines of a text."""
         return {"characters": len(text), "words": len(text.split()), "lines": len(text.splitlines())}
 
     @registry.tool(annotations={"readOnlyHint": True})
-    def host_info() -> dict:
+    def host_info() -> dict[str, Any]:
         """Describe the host process: Python version and platform."""
         return {"python": platform.python_version(), "implementation": platform.python_implementation(),
                 "platform": platform.platform(terse=True)}

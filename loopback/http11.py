@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Mapping, Optional
 
 MAX_LINE = 65536  # bytes in the request line or one header line
 MAX_HEADERS = 100
@@ -35,8 +35,12 @@ class HeadError(Exception):
         self.message = message
 
 
-class Headers:
-    """Header fields of one request: case-insensitive lookup, repeated fields kept in order."""
+class Headers(Mapping[str, str]):
+    """Header fields of one request: a mapping from lower-cased name to the first value.
+
+    ``get_all`` gives every value of a repeated field in the order sent, ``fields``
+    the lines as sent.
+    """
 
     __slots__ = ("_fields", "_index")
 
@@ -47,8 +51,10 @@ class Headers:
             index.setdefault(name.lower(), []).append(value)
         self._index = index
 
-    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
-        """The first value of a field, or ``default``."""
+    def __getitem__(self, name: str) -> str:
+        return self._index[name.lower()][0]
+
+    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:  # type: ignore[override]
         values = self._index.get(name.lower())
         return values[0] if values else default
 
@@ -56,27 +62,22 @@ class Headers:
         """Every value of a field, in the order sent (empty list when absent)."""
         return list(self._index.get(name.lower(), ()))
 
-    def __getitem__(self, name: str) -> Optional[str]:
-        return self.get(name)
+    def fields(self) -> list[tuple[str, str]]:
+        """(name, value) pairs exactly as sent, repeats included."""
+        return list(self._fields)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
 
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._fields)
-
-    def keys(self) -> list[str]:
-        return [name for name, _ in self._fields]
-
     def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+        return iter(self._index)
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return len(self._index)
 
     def __repr__(self) -> str:
         # Values are left out: an Authorization header holds a secret.
-        return f"Headers({self.keys()!r})"
+        return f"Headers({[name for name, _ in self._fields]!r})"
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,9 @@ def classify(message: Any) -> str:
 
 def request_id(message: Any) -> RequestId | None:
     """The id to answer an invalid message with: its own when usable, else null."""
-    if isinstance(message, dict) and _valid_id(message.get("id")):
-        return message["id"]
+    value = message.get("id") if isinstance(message, dict) else None
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return value
     return None
 
 

@@ -99,8 +99,8 @@ class _HTTPServer(ThreadingHTTPServer):
         # HTTPServer.server_bind resolves socket.getfqdn(host): a reverse DNS lookup
         # that can stall a start for seconds and that nothing here needs.
         socketserver.TCPServer.server_bind(self)
-        self.server_name = self.server_address[0]
-        self.server_port = self.server_address[1]
+        host, port = self.socket.getsockname()[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """Accept connections until stop(); woken at once by the stop pipe, not by polling."""
@@ -110,7 +110,9 @@ class _HTTPServer(ThreadingHTTPServer):
             while not self.closing:
                 for key, _ in selector.select():
                     if key.fileobj is self and not self.closing:
-                        self._handle_request_noblock()  # socketserver's accept-verify-process step
+                        # socketserver's own accept-verify-process step (private, but the
+                        # one serve_forever itself runs).
+                        self._handle_request_noblock()  # type: ignore[attr-defined]
                 self.service_actions()
 
     def stop(self) -> None:

@@ -125,12 +125,14 @@ class McpRequestHandler(BaseHTTPRequestHandler):
     _cors_origin: Optional[str] = None
     _expect_continue = False
     _body_read = False
+    request_headers: http11.Headers = http11.Headers([])
 
     # -- connection life ---------------------------------------------------
 
     def setup(self) -> None:
-        self.timeout = self.server.settings.idle_timeout
         super().setup()
+        self._idle_timeout = self.server.settings.idle_timeout
+        self.connection.settimeout(self._idle_timeout)
 
     def handle(self) -> None:
         self.close_connection = True
@@ -155,7 +157,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
             if len(line) > http11.MAX_LINE:
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
                 return
-            header_lines = []
+            header_lines: list[bytes] = []
             while True:
                 field = self.rfile.readline(http11.MAX_LINE + 1)
                 if not field:  # the client left mid-head
@@ -174,7 +176,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
                 self._refuse(HTTPStatus(exc.status), exc.message)
                 return
             self.command, self.path, self.request_version = head.method, head.target, head.version_text
-            self.headers = head.headers  # type: ignore[assignment]
+            self.request_headers = head.headers
             self.close_connection = not head.keep_alive
             # "100 Continue" is sent only once the request has passed every check that
             # needs no body (see _read_body), so a refused body is never sent.
@@ -241,9 +243,9 @@ class McpRequestHandler(BaseHTTPRequestHandler):
     def _body_unread(self) -> bool:
         if self._body_read:
             return False
-        if self.headers.get("Transfer-Encoding"):
+        if self.request_headers.get("Transfer-Encoding"):
             return True
-        return any(v.strip() != "0" for v in self.headers.get_all("Content-Length") or [])
+        return any(v.strip() != "0" for v in self.request_headers.get_all("Content-Length") or [])
 
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         # For heads too long to parse (and any stock caller): the stock version writes
@@ -283,7 +285,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         self._post()
 
     def _check_host(self) -> Optional[str]:
-        value = self.headers.get("Host")
+        value = self.request_headers.get("Host")
         if value is None:
             # HTTP/1.0 clients may omit Host; browsers (the rebinding threat) never do.
             return None if self.request_version == "HTTP/1.0" else "Forbidden: missing Host header"
@@ -298,7 +300,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         return None
 
     def _check_origin(self) -> Optional[str]:
-        origin = self.headers.get("Origin")
+        origin = self.request_headers.get("Origin")
         if origin is None:
             return None
         lowered = origin.strip().lower()
@@ -328,7 +330,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         )
 
     def _authenticated(self) -> bool:
-        value = self.headers.get("Authorization")
+        value = self.request_headers.get("Authorization")
         if not value:
             return False
         scheme, _, credentials = value.strip().partition(" ")
@@ -340,11 +342,11 @@ class McpRequestHandler(BaseHTTPRequestHandler):
     # -- POST ----------------------------------------------------------------
 
     def _post(self) -> None:
-        content_type = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        content_type = (self.request_headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
             self._refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type: Content-Type must be application/json")
             return
-        accept = self.headers.get("Accept")
+        accept = self.request_headers.get("Accept")
         accepted = _media_types(accept)
         # No Accept header means anything; one that refuses everything (q=0) means nothing.
         wants_json = not (accept or "").strip() or bool(accepted & {"application/json", "application/*", "*/*"})
@@ -371,8 +373,8 @@ class McpRequestHandler(BaseHTTPRequestHandler):
             ctx = protocol.RequestContext(
                 registry=self.server.registry,
                 settings=self.server.settings,
-                protocol_version_header=self.headers.get("MCP-Protocol-Version"),
-                headers=self.headers,
+                protocol_version_header=self.request_headers.get("MCP-Protocol-Version"),
+                headers=self.request_headers,
                 server_version=self.server.package_version,
             )
             answer = protocol.handle_payload(payload, ctx)
@@ -398,11 +400,11 @@ class McpRequestHandler(BaseHTTPRequestHandler):
     def _read_body(self) -> Optional[bytes]:
         """The request body within the size and time limits; None if the client left."""
         limit = self.server.settings.max_body_bytes
-        codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding") for c in v.split(",")]
+        codings = [c.strip().lower() for v in self.request_headers.get_all("Transfer-Encoding") for c in v.split(",")]
         if codings and codings != ["chunked"]:
             raise _BodyError(HTTPStatus.NOT_IMPLEMENTED, "Not Implemented: the only transfer coding accepted is chunked")
         chunked = bool(codings)
-        lengths = self.headers.get_all("Content-Length")
+        lengths = self.request_headers.get_all("Content-Length")
         if chunked and lengths:
             raise _BodyError(HTTPStatus.BAD_REQUEST, "Bad Request: both Content-Length and Transfer-Encoding")
         if not chunked:
@@ -423,10 +425,10 @@ class McpRequestHandler(BaseHTTPRequestHandler):
                 return self._read_chunked(limit, deadline)
             return self._read_exactly(length, deadline)
         finally:
-            self.connection.settimeout(self.timeout)
+            self.connection.settimeout(self._idle_timeout)
 
     def _read_exactly(self, length: int, deadline: float) -> Optional[bytes]:
-        parts = []
+        parts: list[bytes] = []
         remaining = length
         while remaining:
             self._set_deadline(deadline)
@@ -451,7 +453,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         return line
 
     def _read_chunked(self, limit: int, deadline: float) -> Optional[bytes]:
-        parts = []
+        parts: list[bytes] = []
         total = 0
         while True:
             line = self._readline(deadline)
