@@ -18,21 +18,23 @@ import logging
 import os
 import threading
 from concurrent.futures import Future
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from .server import LoopbackServer, Runtime, StartError
-from .settings import Settings
 from .tools import ToolRegistry
+
+if TYPE_CHECKING:  # the server stack (http.server, http.client, ...) loads on first start
+    from .server import LoopbackServer, Runtime
+    from .settings import Settings
 
 _log = logging.getLogger("loopback")
 
 PORT_ENV = "LOOPBACK_PORT"
 
 _lock = threading.Lock()
-_singleton: Optional[LoopbackServer] = None  # what ensure() returns while it serves
-_starting: Optional["Future[LoopbackServer]"] = None  # the start in flight, if any
-_active: Optional[LoopbackServer] = None  # what active_runtime() describes
-_servers: set[LoopbackServer] = set()  # every server start() made that has not closed
+_singleton: "Optional[LoopbackServer]" = None  # what ensure() returns while it serves
+_starting: "Optional[Future[LoopbackServer]]" = None  # the start in flight, if any
+_active: "Optional[LoopbackServer]" = None  # what active_runtime() describes
+_servers: "set[LoopbackServer]" = set()  # every server start() made that has not closed
 _default_registry = ToolRegistry()
 _exiting = False
 _atexit_registered = False
@@ -82,6 +84,8 @@ def start(
     ``PortInUseError`` / ``StartError`` when it cannot listen.
     """
     global _active, _atexit_registered
+    from .server import LoopbackServer
+
     server = LoopbackServer(
         port, host=host, registry=registry if registry is not None else _default_registry,
         settings=settings, token=token, require_auth=require_auth,
@@ -122,6 +126,8 @@ def ensure(
         return server
     with _lock:
         if _exiting:
+            from .server import StartError
+
             raise StartError("the interpreter is shutting down")
         server = _singleton
         if server is not None and server.serving:

@@ -66,3 +66,20 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "no_such_thing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_registering_a_tool_loads_no_server_machinery():
+    import subprocess
+
+    code = (
+        "import sys, threading, loopback\n"
+        "@loopback.tool\n"
+        "def f(a: int) -> int:\n"
+        "    return a\n"
+        "heavy = [m for m in ('http.server', 'http.client', 'socketserver', 'ssl', 'email', 'loopback.server',"
+        " 'loopback.transport') if m in sys.modules]\n"
+        "print(heavy, threading.active_count())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] 1"
