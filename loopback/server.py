@@ -137,7 +137,12 @@ class _HTTPServer(ThreadingHTTPServer):
         )
         with self._connections_lock:
             self._connections[request] = thread
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:  # e.g. no thread can be started: socketserver closes the socket
+            with self._connections_lock:
+                self._connections.pop(request, None)
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

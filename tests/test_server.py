@@ -178,3 +178,32 @@ def test_ipv6_loopback():
         conn.close()
     finally:
         server.close()
+
+
+def test_a_connection_whose_thread_cannot_start_is_dropped_and_close_still_works(monkeypatch, caplog):
+    """The outside world refuses a thread (resource exhaustion); the server stays consistent."""
+    import threading
+
+    server = LoopbackServer(0, registry=make_registry()).start()
+    real_start = threading.Thread.start
+
+    def refuse(self):
+        if self.name.endswith(":conn"):
+            raise RuntimeError("can't start new thread")
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.settimeout(5)
+            assert sock.recv(1) == b""  # socketserver closed it: no thread to serve it
+        assert server._httpd._connections == {}
+    finally:
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+    client = Client(server.port, server.token)
+    try:
+        assert client.rpc("ping")["result"] == {}
+    finally:
+        client.close()
+    server.close()
+    assert server.closed
