@@ -215,7 +215,8 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         ]
         if body and content_type:
             lines.append(f"Content-Type: {content_type}")
-        lines.append(f"Content-Length: {len(body)}")
+        if status != HTTPStatus.NO_CONTENT:  # RFC 9110 8.6: never on a 204, always elsewhere
+            lines.append(f"Content-Length: {len(body)}")
         if self._cors_origin is not None:
             lines.append(f"Access-Control-Allow-Origin: {self._cors_origin}")
             lines.append(f"Access-Control-Expose-Headers: {_CORS_EXPOSE_HEADERS}")

@@ -367,7 +367,9 @@ def test_answer(main: LoopbackServer, request_: dict[str, Any], status: int, cod
     method = request_.get("method", "POST")
     response = exchange(main, build(main.port, main.token, **request_), head_request=method == "HEAD")
     assert response.status == status, response
-    if status != 204:  # RFC 9110 forbids Content-Length only on 1xx and 204
+    if status == 204:  # RFC 9110 8.6: a 204 must not carry Content-Length
+        assert "content-length" not in response.headers, response.head
+    else:
         assert "content-length" in response.headers, response.head
         assert int(response.headers["content-length"]) == len(response.body)
     for name, value in expect.items():
@@ -700,3 +702,16 @@ def test_tool_errors_and_logs_leak_no_traceback_and_no_token(main: LoopbackServe
     assert "POST /mcp" in caplog.text
     assert token not in caplog.text
     assert token[:16] not in caplog.text
+
+
+def test_a_preflight_then_a_call_on_one_keep_alive_connection(main: LoopbackServer) -> None:
+    """A 204 is framed by its status alone: the connection carries the next request."""
+    client = Client(main.port, main.token)
+    try:
+        client.conn.request("OPTIONS", "/mcp", headers={"Origin": "http://localhost:5173"})
+        preflight = client.conn.getresponse()
+        assert preflight.status == 204 and preflight.read() == b""
+        assert preflight.getheader("Content-Length") is None
+        assert client.call_tool("add", {"a": 40})["result"]["content"][0]["text"] == "42"
+    finally:
+        client.close()
