@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "tool",
+    "before_call",
     "start",
     "ensure",
     "close",
@@ -37,6 +38,15 @@ __all__ = [
     "Settings",
     "Tool",
     "ToolRegistry",
+    "Context",
+    "CallBlocked",
+    "SchemaError",
+    "Grant",
+    "Text",
+    "Image",
+    "Audio",
+    "EmbeddedResource",
+    "ResourceLink",
     "LoopbackError",
     "StartError",
     "PortInUseError",
@@ -58,14 +68,26 @@ _LAZY = {
     "Settings": "settings",
     "Tool": "tools",
     "ToolRegistry": "tools",
+    "CallBlocked": "tools",
+    "SchemaError": "tools",
+    "Context": "context",
+    "Grant": "auth",
+    "Text": "content",
+    "Image": "content",
+    "Audio": "content",
+    "EmbeddedResource": "content",
+    "ResourceLink": "content",
 }
 
 if TYPE_CHECKING:
+    from .auth import Grant
+    from .content import Audio, EmbeddedResource, Image, ResourceLink, Text
+    from .context import Context
     from .host import PreparedRun, prepare_agent_run
     from .lifecycle import active_runtime, close, default_registry, ensure, start
     from .server import LoopbackError, LoopbackServer, PortInUseError, Runtime, StartError
     from .settings import Settings
-    from .tools import Tool, ToolRegistry
+    from .tools import CallBlocked, SchemaError, Tool, ToolRegistry
 
 
 def __getattr__(name: str) -> Any:
@@ -83,7 +105,18 @@ def __dir__() -> list[str]:
 
 def tool(func: Optional[Callable[..., Any]] = None, **options: Any) -> Any:
     """Register a function as a tool of the default registry: ``@loopback.tool`` or
-    ``@loopback.tool(name=..., description=..., title=..., annotations=...)``."""
+    ``@loopback.tool(name=..., title=..., description=..., annotations=..., owner_only=...)``.
+
+    A parameter annotated ``loopback.Context`` receives the request context.
+    """
     from .lifecycle import default_registry
 
     return default_registry().tool(func, **options)
+
+
+def before_call(hook: Any) -> Any:
+    """Set the default registry's before-call hook (see ``ToolRegistry.before_call``);
+    usable as a decorator. ``before_call(None)`` removes it."""
+    from .lifecycle import default_registry
+
+    return default_registry().before_call(hook)

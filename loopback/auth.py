@@ -1,6 +1,7 @@
 """Bearer tokens: minting, revoking and checking them in constant time.
 
-Owns: the set of valid tokens of one server and what each one grants (its scope).
+Owns: the set of valid tokens of one server and what each one grants (scope, bound
+headers, tool allow-list, expiry).
 Must not know: HTTP parsing, sockets or MCP.
 
 A token is 256 bits from ``secrets``. Lookup goes through the SHA-256 of the
@@ -13,20 +14,51 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Optional
+from types import MappingProxyType
+from typing import Iterable, Mapping, Optional
 
 OWNER = "owner"
+_SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z\-]+$")  # RFC 9110 token
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: a grant is one issuance
 class Grant:
-    """What one bearer token is allowed: for now, a named scope."""
+    """What one bearer token is allowed.
+
+    Attributes:
+        token: the secret itself (masked in ``repr``).
+        scope: ``"owner"`` sees every tool; any other scope does not see tools
+            registered with ``owner_only=True``.
+        headers: request headers bound to the token (names lower-cased): a tool's
+            ``Context.headers`` shows these values whatever the request claims.
+        tools: when set, the only tool names this token can list and call.
+        expires_at: ``time.monotonic()`` deadline after which the token is refused.
+    """
 
     token: str = field(repr=False)
     scope: str = OWNER
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    tools: Optional[frozenset[str]] = None
+    expires_at: Optional[float] = None
+
+    @property
+    def is_owner(self) -> bool:
+        return self.scope == OWNER
+
+    def allows(self, tool_name: str, owner_only: bool) -> bool:
+        """Whether this token may see and call a tool."""
+        if owner_only and self.scope != OWNER:
+            return False
+        return self.tools is None or tool_name in self.tools
+
+    def expired(self, now: Optional[float] = None) -> bool:
+        return self.expires_at is not None and (time.monotonic() if now is None else now) >= self.expires_at
 
 
 def new_token() -> str:
@@ -45,13 +77,43 @@ class TokenStore:
         self._lock = threading.Lock()
         self._grants: dict[bytes, Grant] = {}
 
-    def issue(self, scope: str = OWNER, token: Optional[str] = None) -> Grant:
-        """Mint (or adopt) a token bound to ``scope`` and return its grant."""
+    def issue(
+        self,
+        scope: str = OWNER,
+        token: Optional[str] = None,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        tools: Optional[Iterable[str]] = None,
+        ttl: Optional[float] = None,
+    ) -> Grant:
+        """Mint (or adopt) a token and return its grant; see ``Grant`` for the fields.
+
+        ``ttl`` is in seconds from now. Bad values raise ``ValueError``.
+        """
         if token is None:
             token = new_token()
         elif not isinstance(token, str) or len(token) < 32 or not token.isascii() or not token.isprintable() or " " in token:
             raise ValueError("a bearer token must be at least 32 printable ASCII characters without spaces")
-        grant = Grant(token=token, scope=scope)
+        if not isinstance(scope, str) or not _SCOPE_RE.match(scope):
+            raise ValueError(f"invalid scope {scope!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -")
+        bound = {}
+        for name, value in (headers or {}).items():
+            if not isinstance(name, str) or not _HEADER_NAME_RE.match(name) or name.lower() == "authorization":
+                raise ValueError(f"invalid bound header name {name!r}")
+            if not isinstance(value, str) or not value.isprintable():
+                raise ValueError(f"bound header {name!r} needs a printable string value")
+            bound[name.lower()] = value
+        if isinstance(tools, str):
+            raise ValueError("tools must be a collection of tool names, not one string")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0):
+            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        grant = Grant(
+            token=token,
+            scope=scope,
+            headers=MappingProxyType(bound),
+            tools=None if tools is None else frozenset(tools),
+            expires_at=None if ttl is None else time.monotonic() + ttl,
+        )
         with self._lock:
             grants = dict(self._grants)
             grants[_digest(token.encode("ascii"))] = grant
@@ -72,9 +134,17 @@ class TokenStore:
     def check(self, presented: bytes) -> Optional[Grant]:
         """The grant of a presented token, or None."""
         grant = self._grants.get(_digest(presented))
-        if grant is not None and hmac.compare_digest(presented, grant.token.encode("ascii")):
-            return grant
-        return None
+        if grant is None or not hmac.compare_digest(presented, grant.token.encode("ascii")):
+            return None
+        if grant.expires_at is not None and grant.expired():
+            self.revoke(grant.token)
+            return None
+        return grant
+
+    def grants(self) -> tuple[Grant, ...]:
+        """The live grants, oldest first."""
+        now = time.monotonic()
+        return tuple(grant for grant in self._grants.values() if not grant.expired(now))
 
     def tokens(self) -> tuple[str, ...]:
-        return tuple(grant.token for grant in self._grants.values())
+        return tuple(grant.token for grant in self.grants())

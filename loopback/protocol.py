@@ -1,8 +1,9 @@
 """MCP dispatch: pure functions from (decoded payload, request context) to a response.
 
 Owns: protocol version negotiation and the ``MCP-Protocol-Version`` header rules,
-batch policy per version, ``initialize``, ``ping``, notifications, ``tools/list``
-(cursor pagination) and ``tools/call``.
+batch policy per version, ``initialize``, ``ping``, notifications (cancellation),
+``logging/setLevel``, ``tools/list`` (cursor pagination, filtered by the caller's
+grant) and ``tools/call`` (building the tool's ``Context``).
 Must not know: sockets, threads, HTTP status codes or how bytes arrive; it never
 imports ``socket``, ``threading`` or ``http``.
 """
@@ -16,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from . import jsonrpc
+from .auth import OWNER, Grant
+from .context import LOG_LEVELS, Context, Notify, SessionState, ToolHeaders
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError
 from .settings import Settings
-from .tools import ToolRegistry
+from .tools import Tool, ToolRegistry
 
 _log = logging.getLogger("loopback")
 
@@ -41,6 +44,16 @@ class RequestContext:
     protocol_version_header: Optional[str] = None
     headers: Mapping[str, str] = field(default_factory=dict)
     server_version: str = "0"
+    grant: Optional[Grant] = None  # None: authentication is off, the caller is the owner
+    session: SessionState = field(default_factory=SessionState)
+    session_id: Optional[str] = None
+    notify: Optional[Notify] = None  # sends a notification to the client; None: no stream open
+
+    def can_use(self, tool: Tool) -> bool:
+        """Whether the caller's grant lets it see and call ``tool``."""
+        if self.grant is None:
+            return True
+        return self.grant.allows(tool.name, tool.owner_only)
 
 
 def negotiate_version(requested: Any) -> str:
@@ -95,14 +108,18 @@ def _answer(message: Any, ctx: RequestContext, kind: Optional[str] = None) -> Op
             kind = jsonrpc.classify(message)
         except JsonRpcError as exc:
             return jsonrpc.error(jsonrpc.request_id(message), exc)
+    if kind == jsonrpc.NOTIFICATION:
+        if message["method"] == "notifications/cancelled":
+            _cancelled(message.get("params"), ctx)
+        return None  # notifications need no answer
     if kind != jsonrpc.REQUEST:
-        return None  # notifications need no answer; client responses have no waiter yet
+        return None  # client responses have no waiter yet
     params = message.get("params") or {}
     handler = _METHODS.get(message["method"])
     try:
         if handler is None:
             raise JsonRpcError(METHOD_NOT_FOUND, f"Method not found: {message['method']}")
-        return jsonrpc.result(message["id"], handler(params, ctx))
+        return jsonrpc.result(message["id"], handler(params, ctx, message["id"]))
     except JsonRpcError as exc:
         return jsonrpc.error(message["id"], exc)
     except Exception:  # a bug of ours: answer it, never with the traceback
@@ -110,7 +127,7 @@ def _answer(message: Any, ctx: RequestContext, kind: Optional[str] = None) -> Op
         return jsonrpc.error(message["id"], JsonRpcError(INTERNAL_ERROR, "Internal error"))
 
 
-def _initialize(params: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
+def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     requested = params.get("protocolVersion")
     if not isinstance(requested, str):
         raise JsonRpcError(INVALID_PARAMS, "initialize: params.protocolVersion must be a string")
@@ -119,7 +136,7 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any
             raise JsonRpcError(INVALID_PARAMS, f"initialize: params.{name} must be an object")
     result: dict[str, Any] = {
         "protocolVersion": negotiate_version(requested),
-        "capabilities": {"tools": {"listChanged": False}},
+        "capabilities": {"tools": {"listChanged": False}, "logging": {}},
         "serverInfo": {"name": ctx.settings.server_name, "version": ctx.server_version},
     }
     if ctx.settings.instructions:
@@ -127,7 +144,7 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any
     return result
 
 
-def _ping(params: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
+def _ping(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     return {}
 
 
@@ -147,9 +164,27 @@ def _decode_cursor(cursor: Any) -> int:
     raise JsonRpcError(INVALID_PARAMS, "Invalid params: unknown cursor")
 
 
-def _tools_list(params: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
+def _cancelled(params: Any, ctx: RequestContext) -> None:
+    # Only the caller that made a request can cancel it: the key includes its grant.
+    if isinstance(params, dict) and "requestId" in params:
+        request_id = params["requestId"]
+        if isinstance(request_id, (str, int)) and not isinstance(request_id, bool):
+            ctx.session.cancel(ctx.grant, request_id)
+
+
+def _set_level(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
+    level = params.get("level")
+    if level not in LOG_LEVELS:
+        raise JsonRpcError(INVALID_PARAMS, f"Invalid params: level must be one of {', '.join(LOG_LEVELS)}")
+    ctx.session.log_level = level
+    return {}
+
+
+def _tools_list(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     start = _decode_cursor(params["cursor"]) if params.get("cursor") is not None else 0
     tools = ctx.registry.tools()
+    if ctx.grant is not None and (not ctx.grant.is_owner or ctx.grant.tools is not None):
+        tools = [tool for tool in tools if ctx.can_use(tool)]
     end = start + ctx.settings.page_size
     result: dict[str, Any] = {"tools": [tool.definition() for tool in tools[start:end]]}
     if end < len(tools):
@@ -157,7 +192,7 @@ def _tools_list(params: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any
     return result
 
 
-def _tools_call(params: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
+def _tools_call(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     name = params.get("name")
     if not isinstance(name, str):
         raise JsonRpcError(INVALID_PARAMS, "Invalid params: tools/call needs a string 'name'")
@@ -167,9 +202,27 @@ def _tools_call(params: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any
     elif not isinstance(arguments, dict):
         raise JsonRpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object")
     tool = ctx.registry.get(name)
-    if tool is None:
+    if tool is None or not ctx.can_use(tool):  # a hidden tool is indistinguishable from none
         raise JsonRpcError(INVALID_PARAMS, f"Unknown tool: {name}")
-    return tool.call(arguments)
+    meta = params.get("_meta")
+    context = Context(
+        headers=ToolHeaders(ctx.headers, ctx.grant.headers if ctx.grant is not None else None),
+        scope=ctx.grant.scope if ctx.grant is not None else OWNER,
+        session_id=ctx.session_id,
+        request_id=request_id,
+        tool_name=name,
+        progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
+        notify=ctx.notify,
+        session=ctx.session,
+    )
+    key = (ctx.grant, request_id)
+    ctx.session.in_flight[key] = context
+    try:
+        return tool.call(arguments, context, before_call=ctx.registry.before_call_hook,
+                         timeout=ctx.settings.tool_timeout)
+    finally:
+        if ctx.session.in_flight.get(key) is context:
+            del ctx.session.in_flight[key]
 
 
 _METHODS = {
@@ -177,4 +230,5 @@ _METHODS = {
     "ping": _ping,
     "tools/list": _tools_list,
     "tools/call": _tools_call,
+    "logging/setLevel": _set_level,
 }

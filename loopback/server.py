@@ -17,9 +17,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
-from .auth import Grant, TokenStore
+from .auth import OWNER, Grant, TokenStore
+from .context import SessionState
 from .settings import Settings
 from .tools import ToolRegistry
 from .transport import MCP_PATH, McpRequestHandler, is_loopback_host
@@ -48,8 +49,9 @@ class PortInUseError(StartError):
 class Runtime:
     """A snapshot of a running server: where it listens and the tokens it accepts.
 
-    The tokens are secrets: they are left out of ``repr`` so that logging a runtime
-    does not leak them.
+    ``token`` is the default (owner) token, ``tokens`` every live token and ``grants``
+    what each one allows (scope, bound headers, tool allow-list). The tokens are
+    secrets: they are left out of ``repr`` so that logging a runtime does not leak them.
     """
 
     host: str
@@ -57,6 +59,7 @@ class Runtime:
     url: str
     token: str = field(repr=False)
     tokens: tuple[str, ...] = field(repr=False, default=())
+    grants: tuple[Grant, ...] = field(repr=False, default=())
 
     @property
     def authorization(self) -> str:
@@ -82,6 +85,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self.registry = registry
         self.settings = settings
         self.tokens = tokens
+        self.session = SessionState()  # one for the whole server until sessions exist
         self.package_version = _package_version()
         self.closing = False
         self.extra_hosts: frozenset[str] = frozenset()
@@ -256,8 +260,32 @@ class LoopbackServer:
         return self._thread is not None and not self._httpd.closing
 
     def runtime(self) -> Runtime:
-        tokens = self.tokens.tokens() if self.tokens else ()
-        return Runtime(host=self.host, port=self.port, url=self.url, token=self.token, tokens=tokens)
+        grants = self.tokens.grants() if self.tokens else ()
+        return Runtime(host=self.host, port=self.port, url=self.url, token=self.token,
+                       tokens=tuple(grant.token for grant in grants), grants=grants)
+
+    def issue_token(
+        self,
+        scope: str = OWNER,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        tools: Optional[Iterable[str]] = None,
+        ttl: Optional[float] = None,
+    ) -> Grant:
+        """Mint an extra bearer token for this server and return its grant.
+
+        ``scope``: "owner" sees every tool, any other scope not the ``owner_only`` ones.
+        ``headers`` are bound to the token (tools see them in ``Context.headers``
+        whatever the request claims), ``tools`` limits it to those names, ``ttl``
+        expires it after that many seconds. ``revoke_token`` ends it sooner.
+        """
+        if self.tokens is None:
+            raise LoopbackError("authentication is off on this server: it has no tokens to issue")
+        return self.tokens.issue(scope, headers=headers, tools=tools, ttl=ttl)
+
+    def revoke_token(self, token: str) -> bool:
+        """Stop accepting ``token``; True if it was live. Requests already running finish."""
+        return self.tokens.revoke(token) if self.tokens is not None else False
 
     def start(self) -> "LoopbackServer":
         """Serve from a daemon thread; returns self. Calling it twice is an error."""

@@ -34,6 +34,10 @@ class Settings:
         port_fallback: when a pinned port is taken, start on an ephemeral port with a
             warning instead of failing (True). With False the start raises
             ``PortInUseError``.
+        tool_timeout: seconds a tool call may run before the client gets an error result
+            and the tool's ``Context.cancelled`` is set (None: no limit, the default).
+            With a limit, each call runs on a thread of its own, which a tool that
+            never returns keeps (threads cannot be killed).
         server_name: ``serverInfo.name`` sent at ``initialize`` ("loopback").
         instructions: optional ``instructions`` sent at ``initialize``.
     """
@@ -46,6 +50,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     allow_non_loopback: bool = False
     port_fallback: bool = True
+    tool_timeout: Optional[float] = None
     server_name: str = "loopback"
     instructions: Optional[str] = None
 
@@ -56,6 +61,9 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        timeout = self.tool_timeout
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf)):
+            raise ValueError(f"tool_timeout must be a positive number of seconds or None, not {timeout!r}")
         if isinstance(self.page_size, bool) or not isinstance(self.page_size, int) or self.page_size < 1:
             raise ValueError(f"page_size must be a positive integer, not {self.page_size!r}")
         if isinstance(self.allowed_origins, str):

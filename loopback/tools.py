@@ -1,21 +1,28 @@
 """Tool registry: plain Python functions described as MCP tools and called with JSON arguments.
 
-Owns: turning a function's signature into an input JSON Schema, checking arguments
-against that schema before a call, and turning return values or exceptions into
-MCP ``CallToolResult`` objects.
+Owns: the registry (add, remove, change listeners, the before-call hook), and one
+call from checked arguments to a ``CallToolResult``: validation, the hook, the
+request context, the optional per-call timeout, and checking structured output.
+Schemas come from ``schema``, result content from ``content``.
 Must not know: HTTP, sockets, sessions or the JSON-RPC envelope.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import inspect
-import json
 import logging
 import re
 import threading
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, Union, overload
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
+
+from .content import CONTENT_TYPES, error_result, to_call_result
+from .context import Context
+from .schema import Output, SchemaError, ToolArgumentError, check_value, compile_output, compile_signature
+
+__all__ = ["CallBlocked", "SchemaError", "Tool", "ToolArgumentError", "ToolRegistry", "check_value"]
 
 _log = logging.getLogger("loopback")
 
@@ -24,180 +31,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 # MCP 2025-11-25 "Tool names": 1-128 characters from this set.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
-_SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
-_NONE_TYPES = (type(None), None)
+
+class CallBlocked(Exception):
+    """Raised by a before-call hook to refuse a call; ``reason`` reaches the model."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-class ToolArgumentError(ValueError):
-    """Arguments that do not match a tool's input schema; the message says what to fix."""
+BeforeCall = Callable[[str, dict[str, Any], Context], Optional[Mapping[str, Any]]]
+"""``hook(tool_name, arguments, context)``: None lets the call go ahead, a mapping
+replaces the arguments (checked again), ``raise CallBlocked(reason)`` refuses it."""
 
 
-def _schema_for(annotation: Any, where: str) -> dict[str, Any]:
-    """JSON Schema for one annotation; TypeError naming ``where`` for what is not supported."""
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return {}
-    if annotation in _SCALARS:
-        return {"type": _SCALARS[annotation]}
-    if annotation in _NONE_TYPES:
-        return {"type": "null"}
-    if annotation is list:
-        return {"type": "array"}
-    if annotation is dict:
-        return {"type": "object"}
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is list and len(args) == 1:
-        return {"type": "array", "items": _schema_for(args[0], where)}
-    if origin is dict and len(args) == 2 and args[0] is str:
-        return {"type": "object", "additionalProperties": _schema_for(args[1], where)}
-    if origin is Union or type(annotation).__name__ == "UnionType":
-        members = [a for a in args if a is not type(None)]
-        if len(members) == 1 and len(args) == 2:  # Optional[T]
-            inner = _schema_for(members[0], where)
-            if set(inner) == {"type"} and isinstance(inner["type"], str):
-                return {"type": [inner["type"], "null"]}
-            return {"anyOf": [inner, {"type": "null"}]}
-    raise TypeError(f"{where}: unsupported type annotation {annotation!r}")
+class _ToolTimeout(Exception):
+    pass
 
 
-def _json_type_ok(value: Any, json_type: str) -> bool:
-    if json_type == "string":
-        return isinstance(value, str)
-    if json_type == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if json_type == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if json_type == "boolean":
-        return isinstance(value, bool)
-    if json_type == "array":
-        return isinstance(value, list)
-    if json_type == "object":
-        return isinstance(value, dict)
-    if json_type == "null":
-        return value is None
-    return False
-
-
-def _describe(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-             list: "an array", dict: "an object", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def check_value(value: Any, schema: Mapping[str, Any], path: str) -> Any:
-    """Check ``value`` against the schema subset this module emits; return it, losslessly coerced.
-
-    Raises ToolArgumentError with a message that names the path and what was expected.
-    """
-    if "anyOf" in schema:
-        problems = []
-        for option in schema["anyOf"]:
-            try:
-                return check_value(value, option, path)
-            except ToolArgumentError as exc:
-                problems.append(str(exc))
-        raise ToolArgumentError(" or ".join(problems))
-    if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(json.dumps(v) for v in schema["enum"])
-        raise ToolArgumentError(f"{path} must be one of {allowed}, not {json.dumps(value)}")
-    declared = schema.get("type")
-    if declared is None:
-        return value
-    types = [declared] if isinstance(declared, str) else list(declared)
-    if not any(_json_type_ok(value, t) for t in types):
-        expected = " or ".join(types)
-        raise ToolArgumentError(f"{path} must be of type {expected}, got {_describe(value)}")
-    if isinstance(value, int) and not isinstance(value, bool) and "number" in types and "integer" not in types:
-        return float(value)  # lossless: an integer where a float is declared
-    if isinstance(value, list) and "items" in schema:
-        return [check_value(item, schema["items"], f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, dict):
-        return _check_object(value, schema, path)
-    return value
-
-
-def _check_object(value: dict[str, Any], schema: Mapping[str, Any], path: str) -> dict[str, Any]:
-    properties: Mapping[str, Any] = schema.get("properties", {})
-    missing = [name for name in schema.get("required", ()) if name not in value]
-    if missing:
-        raise ToolArgumentError(f"{path} is missing required field(s): {', '.join(missing)}")
-    extra = schema.get("additionalProperties", True)
-    checked: dict[str, Any] = {}
-    for key, item in value.items():
-        if key in properties:
-            checked[key] = check_value(item, properties[key], f"{path}.{key}")
-        elif extra is False:
-            known = ", ".join(properties) or "none"
-            raise ToolArgumentError(f"{path} has unexpected field {key!r} (allowed: {known})")
-        elif isinstance(extra, dict):
-            checked[key] = check_value(item, extra, f"{path}[{key!r}]")
-        else:
-            checked[key] = item
-    return checked
-
-
-def _input_schema(func: Callable[..., Any], name: str) -> dict[str, Any]:
-    """The input schema of ``func``: one property per keyword parameter, no others allowed."""
+def _context_param(func: Callable[..., Any]) -> Optional[str]:
+    """The parameter annotated ``Context``, for tools whose input schema is hand-written."""
     try:
         hints = typing.get_type_hints(func)
-    except Exception as exc:  # unresolvable string annotations
-        raise TypeError(f"tool {name!r}: cannot resolve type hints: {exc}") from None
-    properties: dict[str, Any] = {}
-    required: list[str] = []
+    except Exception:
+        hints = {}
     for param in inspect.signature(func).parameters.values():
-        where = f"tool {name!r}, parameter {param.name!r}"
-        if param.kind in (param.VAR_POSITIONAL, param.POSITIONAL_ONLY):
-            raise TypeError(f"{where}: tools take keyword arguments only")
-        if param.kind is param.VAR_KEYWORD:
-            raise TypeError(f"{where}: **kwargs cannot be described by a schema; list the parameters")
-        schema = _schema_for(hints.get(param.name, inspect.Parameter.empty), where)
-        if param.default is inspect.Parameter.empty:
-            required.append(param.name)
-        else:
-            try:
-                json.dumps(param.default)
-            except (TypeError, ValueError):
-                raise TypeError(f"{where}: default {param.default!r} is not JSON-serialisable") from None
-            schema = {**schema, "default": param.default}
-        properties[param.name] = schema
-    result: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        result["required"] = required
-    result["additionalProperties"] = False
-    return result
-
-
-# One encoder for every result: json.dumps with options builds a new one per call.
-_to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
-
-
-def _text(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text}
-
-
-def to_call_result(value: Any) -> dict[str, Any]:
-    """A tool's return value as a ``CallToolResult``.
-
-    ``str`` → one text block; ``None`` → no content; numbers, booleans, lists → their
-    JSON as text; ``dict`` → its JSON as text and as ``structuredContent``.
-    """
-    if isinstance(value, str):
-        return {"content": [_text(value)], "isError": False}
-    if value is None:
-        return {"content": [], "isError": False}
-    try:
-        text = _to_json(value)
-    except (TypeError, ValueError) as exc:
-        return error_result(f"the tool returned a value that cannot be sent as JSON: {exc}")
-    result: dict[str, Any] = {"content": [_text(text)], "isError": False}
-    if isinstance(value, dict):
-        result["structuredContent"] = value
-    return result
-
-
-def error_result(message: str) -> dict[str, Any]:
-    """A tool execution error: reaches the model, which may correct itself."""
-    return {"content": [_text(message)], "isError": True}
+        if hints.get(param.name, param.annotation) in (Context, "Context", "loopback.Context"):
+            return param.name
+    return None
 
 
 @dataclass(frozen=True)
@@ -210,6 +71,10 @@ class Tool:
     input_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"}, repr=False)
     title: Optional[str] = None
     annotations: Optional[Mapping[str, Any]] = None
+    owner_only: bool = False
+    output: Optional[Output] = field(default=None, repr=False)
+    context_param: Optional[str] = field(default=None, repr=False)
+    convert: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = field(default=None, repr=False)
 
     def definition(self) -> dict[str, Any]:
         """The ``Tool`` object of ``tools/list``."""
@@ -219,28 +84,94 @@ class Tool:
         if self.description:
             tool["description"] = self.description
         tool["inputSchema"] = self.input_schema
+        if self.output is not None:
+            tool["outputSchema"] = self.output.schema
         if self.annotations:
             tool["annotations"] = dict(self.annotations)
         return tool
 
-    def call(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """Check the arguments, run the function, return a ``CallToolResult``; never raises."""
+    def call(
+        self,
+        arguments: Mapping[str, Any],
+        context: Optional[Context] = None,
+        *,
+        before_call: Optional[BeforeCall] = None,
+        timeout: Optional[float] = None,
+    ) -> dict[str, Any]:
+        """Check the arguments, run the hook and the function, return a ``CallToolResult``.
+
+        Never raises for anything the tool or the client did: every failure becomes a
+        result with ``isError: true`` whose text says what went wrong.
+        """
         try:
             checked = check_value(dict(arguments), self.input_schema, "arguments")
         except ToolArgumentError as exc:
             return error_result(f"Invalid arguments for tool {self.name!r}: {exc}")
+        except SchemaError as exc:  # a hand-written schema with a broken $ref or pattern
+            _log.error("tool %r has an unusable input schema: %s", self.name, exc)
+            return error_result(f"Tool {self.name!r} cannot be called: its input schema is invalid")
+        if context is None:
+            context = Context(tool_name=self.name)
+        if before_call is not None:
+            try:
+                replaced = before_call(self.name, checked, context)
+            except CallBlocked as exc:
+                return error_result(f"Tool {self.name!r} was blocked: {exc.reason}")
+            except Exception:
+                _log.exception("before-call hook failed for tool %r; the call is refused", self.name)
+                return error_result(f"Tool {self.name!r} was blocked: the before-call hook failed")
+            if replaced is not None:
+                try:
+                    checked = check_value(dict(replaced), self.input_schema, "arguments")
+                except (ToolArgumentError, TypeError, ValueError) as exc:
+                    _log.error("before-call hook gave tool %r invalid arguments: %s", self.name, exc)
+                    return error_result(f"Tool {self.name!r} was blocked: the before-call hook gave invalid arguments")
+        kwargs = self.convert(checked) if self.convert is not None else checked
+        if self.context_param is not None:
+            kwargs = {**kwargs, self.context_param: context}  # the hook may hold on to ``checked``
         try:
-            value = self.func(**checked)
+            if timeout is None:
+                value = self.func(**kwargs)
+            else:
+                value = self._call_with_timeout(kwargs, timeout, context)
+        except _ToolTimeout:
+            _log.warning("tool %r timed out after %g s", self.name, timeout)
+            return error_result(f"Tool {self.name!r} timed out after {timeout:g} seconds")
         except Exception as exc:
             _log.warning("tool %r raised %s", self.name, type(exc).__name__)
             _log.debug("tool %r failed", self.name, exc_info=True)
             return error_result(f"Tool {self.name!r} failed: {type(exc).__name__}: {exc}")
-        return to_call_result(value)
+        result = to_call_result(value, self.output)
+        if self.output is not None and "structuredContent" in result:
+            try:
+                check_value(result["structuredContent"], self.output.schema, "result")
+            except ToolArgumentError as exc:
+                _log.warning("tool %r returned a value that does not match its output schema: %s", self.name, exc)
+                return error_result(f"Tool {self.name!r} returned a value that does not match its declared return type: {exc}")
+        return result
 
+    def _call_with_timeout(self, kwargs: dict[str, Any], timeout: float, context: Context) -> Any:
+        """Run the function on its own thread and wait at most ``timeout`` seconds.
 
-def _description_of(func: Callable[..., Any]) -> str:
-    doc = inspect.getdoc(func)
-    return doc or ""
+        A thread cannot be killed: one that overruns is left to finish on its own with
+        ``context.cancelled`` set, and its result is dropped.
+        """
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self.func(**kwargs))
+            except BaseException as exc:  # handed to the waiting request thread
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"loopback-tool:{self.name}", daemon=True).start()
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if not future.done():  # not a TimeoutError the tool itself raised
+                context._cancelled = True
+                raise _ToolTimeout from None
+            raise
 
 
 class ToolRegistry:
@@ -249,6 +180,8 @@ class ToolRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tools: dict[str, Tool] = {}
+        self._listeners: tuple[Callable[[], None], ...] = ()
+        self.before_call_hook: Optional[BeforeCall] = None
 
     def add(
         self,
@@ -259,33 +192,51 @@ class ToolRegistry:
         description: Optional[str] = None,
         annotations: Optional[Mapping[str, Any]] = None,
         input_schema: Optional[Mapping[str, Any]] = None,
+        output_schema: Optional[Mapping[str, Any]] = None,
+        owner_only: bool = False,
         replace: bool = False,
     ) -> Tool:
         """Register ``func`` as a tool and return it.
 
-        The name defaults to the function's name, the description to its docstring,
-        the input schema to one derived from its signature. A name already taken raises
-        ``ValueError`` unless ``replace=True``. An unsupported annotation raises
-        ``TypeError`` naming the function and parameter.
+        The name defaults to the function's name; the description to its docstring
+        without the parameter section; the input and output schemas to those derived
+        from its signature. ``input_schema``/``output_schema`` take hand-written JSON
+        Schemas instead (type ``object``). ``owner_only`` hides the tool from tokens
+        whose scope is not "owner". A name already taken raises ``ValueError`` unless
+        ``replace=True``; an unsupported annotation raises ``SchemaError`` (a
+        ``TypeError``) naming the function and parameter.
         """
         if not callable(func):
             raise TypeError(f"a tool must be callable, not {type(func).__name__}")
         tool_name = name if name is not None else getattr(func, "__name__", "")
         if not isinstance(tool_name, str) or not _NAME_RE.match(tool_name):
             raise ValueError(f"invalid tool name {tool_name!r}: use 1-128 characters from A-Z a-z 0-9 _ - .")
+        for label, schema in (("input_schema", input_schema), ("output_schema", output_schema)):
+            if schema is not None and (not isinstance(schema, Mapping) or schema.get("type") != "object"):
+                raise ValueError(f"tool {tool_name!r}: {label} must be a JSON Schema with type 'object'")
         if input_schema is None:
-            schema = _input_schema(func, tool_name)
+            signature = compile_signature(func, tool_name, context_types=(Context,), content_types=CONTENT_TYPES)
+            schema, convert, context_param = signature.input_schema, signature.convert, signature.context_param
+            derived_output, doc = signature.output, signature.description
         else:
-            if not isinstance(input_schema, Mapping) or input_schema.get("type") != "object":
-                raise ValueError(f"tool {tool_name!r}: input_schema must be a JSON Schema with type 'object'")
-            schema = dict(input_schema)
+            schema, convert, context_param = dict(input_schema), None, _context_param(func)
+            derived_output = None if output_schema is not None else compile_output(
+                func, tool_name, content_types=CONTENT_TYPES)
+            doc = inspect.getdoc(func) or ""
+        output = Output(schema=dict(output_schema), wrapped=False) if output_schema is not None else derived_output
+        if description is None:
+            description = doc
         tool = Tool(
             name=tool_name,
             func=func,
-            description=_description_of(func) if description is None else description,
+            description=description,
             input_schema=schema,
             title=title,
             annotations=dict(annotations) if annotations else None,
+            owner_only=bool(owner_only),
+            output=output,
+            context_param=context_param,
+            convert=convert,
         )
         with self._lock:
             if tool_name in self._tools and not replace:
@@ -293,6 +244,7 @@ class ToolRegistry:
             tools = dict(self._tools)
             tools[tool_name] = tool
             self._tools = tools  # swapped whole: readers never see a dict being changed
+        self._changed()
         return tool
 
     @overload
@@ -302,9 +254,10 @@ class ToolRegistry:
     def tool(self, func: None = None, **options: Any) -> Callable[[F], F]: ...
 
     def tool(self, func: Optional[F] = None, **options: Any) -> Any:
-        """Decorator: ``@registry.tool`` or ``@registry.tool(name=..., description=...)``.
+        """Decorator: ``@registry.tool`` or ``@registry.tool(name=..., owner_only=True, ...)``.
 
-        Returns the function unchanged, so it stays callable as plain Python.
+        Takes the options of ``add``. Returns the function unchanged, so it stays
+        callable as plain Python.
         """
         if func is not None:
             self.add(func, **options)
@@ -324,7 +277,44 @@ class ToolRegistry:
             tools = dict(self._tools)
             del tools[name]
             self._tools = tools
-            return True
+        self._changed()
+        return True
+
+    def before_call(self, hook: Optional[BeforeCall]) -> Optional[BeforeCall]:
+        """Set (or with None, clear) the hook run before every call; usable as a decorator.
+
+        The hook gets ``(tool_name, arguments, context)`` with the arguments already
+        checked against the input schema. It returns None to let the call go ahead or
+        a mapping to replace the arguments, or raises ``CallBlocked(reason)`` to refuse
+        the call; the model then sees the reason as a tool error. A hook that raises
+        anything else refuses the call too (and the error is logged).
+        """
+        if hook is not None and not callable(hook):
+            raise TypeError("the before-call hook must be callable")
+        self.before_call_hook = hook
+        return hook
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after every add or remove; returns a function that unsubscribes.
+
+        Servers use this to send ``notifications/tools/list_changed``. A listener must
+        be quick and must not raise (errors are logged).
+        """
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(l for l in self._listeners if l is not listener)
+
+        return unsubscribe
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                _log.exception("tool-list listener failed")
 
     def get(self, name: str) -> Optional[Tool]:
         return self._tools.get(name)

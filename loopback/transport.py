@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
 from . import http11, jsonrpc, protocol
+from .auth import Grant
 from .jsonrpc import JsonRpcError
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
     _expect_continue = False
     _body_read = False
     request_headers: http11.Headers = http11.Headers([])
+    _grant: Optional[Grant] = None
 
     # -- connection life ---------------------------------------------------
 
@@ -269,7 +271,8 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         if self.command == "OPTIONS":
             self._preflight()
             return
-        if self.server.tokens is not None and not self._authenticated():
+        self._grant = self._authenticate() if self.server.tokens is not None else None
+        if self.server.tokens is not None and self._grant is None:
             self._refuse(
                 HTTPStatus.UNAUTHORIZED,
                 "Unauthorized: send 'Authorization: Bearer <token>'",
@@ -330,15 +333,16 @@ class McpRequestHandler(BaseHTTPRequestHandler):
             ),
         )
 
-    def _authenticated(self) -> bool:
+    def _authenticate(self) -> Optional[Grant]:
+        """The grant of the request's bearer token, or None."""
         value = self.request_headers.get("Authorization")
         if not value:
-            return False
+            return None
         scheme, _, credentials = value.strip().partition(" ")
         if scheme.lower() != "bearer":
-            return False
+            return None
         presented = credentials.strip().encode("latin-1", "replace")
-        return self.server.tokens.check(presented) is not None  # type: ignore[union-attr]
+        return self.server.tokens.check(presented)  # type: ignore[union-attr]
 
     # -- POST ----------------------------------------------------------------
 
@@ -377,6 +381,8 @@ class McpRequestHandler(BaseHTTPRequestHandler):
                 protocol_version_header=self.request_headers.get("MCP-Protocol-Version"),
                 headers=self.request_headers,
                 server_version=self.server.package_version,
+                grant=self._grant,
+                session=self.server.session,
             )
             answer = protocol.handle_payload(payload, ctx)
         except JsonRpcError as exc:

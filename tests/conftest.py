@@ -154,6 +154,10 @@ def _loopback_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("loopback-mcp")]
 
 
+def _tool_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("loopback-tool:")]
+
+
 @pytest.fixture
 def leak_exempt() -> set[int]:
     """Ports of servers a module shares across its tests (and checks itself at teardown)."""
@@ -172,3 +176,5 @@ def no_leaks(leak_exempt: set[int]) -> Iterator[None]:
         return [t for t in _loopback_threads() if int(t.name.split(":")[1]) not in leak_exempt]
 
     assert wait_for(lambda: not leaked(), 5), leaked()
+    # A tool thread (per-call timeout) outliving its test is a tool the test never released.
+    assert wait_for(lambda: not _tool_threads(), 5), _tool_threads()

@@ -74,7 +74,8 @@ def test_serve_prints_url_token_and_a_config_that_works(served):
         names = {t["name"] for t in client.rpc("tools/list")["result"]["tools"]}
         assert {"echo", "add", "current_time", "word_count", "host_info"} <= names
         result = client.call_tool("add", {"a": 2, "b": 0.5})["result"]
-        assert result == {"content": [{"type": "text", "text": "2.5"}], "isError": False}
+        assert result == {"content": [{"type": "text", "text": "2.5"}], "isError": False,
+                          "structuredContent": {"result": 2.5}}
         counted = client.call_tool("word_count", {"text": "one two\nthree"})["result"]
         assert counted["structuredContent"] == {"characters": 13, "words": 3, "lines": 2}
     finally:

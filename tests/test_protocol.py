@@ -80,7 +80,7 @@ def test_initialize_offers_the_latest_for_an_unknown_version(version: str) -> No
 
 def test_initialize_describes_the_server() -> None:
     result = result_of(handle_payload(request("initialize", init_params()), ctx()))
-    assert result["capabilities"] == {"tools": {"listChanged": False}}
+    assert result["capabilities"] == {"tools": {"listChanged": False}, "logging": {}}
     assert result["serverInfo"] == {"name": "loopback", "version": loopback.__version__}
     assert "instructions" not in result
     named = result_of(handle_payload(request("initialize", init_params()), ctx(server_name="gateway", instructions="Be nice.")))
@@ -236,6 +236,7 @@ def test_tools_list_definitions() -> None:
             "required": ["a"],
             "additionalProperties": False,
         },
+        "outputSchema": {"type": "object", "properties": {"result": {"type": "integer"}}, "required": ["result"]},
     }
     json.dumps(result)  # everything is JSON
 
@@ -263,7 +264,7 @@ def test_internal_errors_are_answered_without_details() -> None:
 
 def test_tools_call() -> None:
     result = result_of(call(ctx(), "add", {"a": 2, "b": 3}))
-    assert result == {"content": [{"type": "text", "text": "5"}], "isError": False}
+    assert result == {"content": [{"type": "text", "text": "5"}], "isError": False, "structuredContent": {"result": 5}}
     assert text_of(result_of(call(ctx(), "add", {"a": 2}))) == "4"  # default used
 
 
@@ -305,7 +306,7 @@ def test_one_broken_tool_does_not_break_the_others() -> None:
         raise KeyError("gone")
 
     @registry.tool
-    def unsendable() -> object:
+    def unsendable():
         return object()
 
     @registry.tool
@@ -348,7 +349,7 @@ def test_result_conversions(value: Any, content: list, structured: Any) -> None:
         assert json.loads(result["content"][0]["text"]) == structured
 
 
-@pytest.mark.parametrize("value", [float("nan"), {"x": float("inf")}, {1, 2}, b"bytes", {("a", "b"): 1}])
+@pytest.mark.parametrize("value", [float("nan"), {"x": float("inf")}, {1, 2}, {("a", "b"): 1}])
 def test_results_json_cannot_hold_are_error_results(value: Any) -> None:
     registry = ToolRegistry()
     registry.add(lambda: value, name="give")
@@ -372,7 +373,7 @@ def scaled(x: float, times: int = 1, label: Optional[str] = None) -> str:
     ({"x": True}, "arguments.x must be of type number, got a boolean"),
     ({"x": 1.0, "times": 1.5}, "arguments.times must be of type integer, got a number"),
     ({"x": 1.0, "times": False}, "arguments.times must be of type integer, got a boolean"),
-    ({"x": 1.0, "label": 3}, "arguments.label must be of type string or null"),
+    ({"x": 1.0, "label": 3}, "arguments.label must be a string or null, got an integer"),
     ({"x": 1.0, "colour": "red"}, "unexpected field 'colour'"),
 ])
 def test_argument_errors_are_tool_results_naming_the_field(arguments: dict[str, Any], fragment: str) -> None:

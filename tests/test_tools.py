@@ -56,9 +56,9 @@ def test_optional_types() -> None:
           d: Optional[List[int]] = None) -> None: ...
 
     p = props(f)
-    assert p["a"] == {"type": ["string", "null"], "default": None}
-    assert p["b"] == {"type": ["integer", "null"], "default": None}
-    assert p["c"] == {"type": ["number", "null"], "default": None}
+    assert p["a"] == {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}
+    assert p["b"] == {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None}
+    assert p["c"] == {"anyOf": [{"type": "number"}, {"type": "null"}], "default": None}
     assert p["d"] == {"anyOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}], "default": None}
 
 
@@ -73,7 +73,7 @@ def test_containers() -> None:
     assert p["raw"] == {"type": "array"}
     assert p["obj"] == {"type": "object"}
     assert p["nested"] == {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
-    assert p["counts"] == {"type": "object", "additionalProperties": {"type": ["integer", "null"]}}
+    assert p["counts"] == {"type": "object", "additionalProperties": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}
 
 
 def test_unannotated_and_any_accept_anything() -> None:
@@ -91,6 +91,9 @@ def test_string_annotations_are_resolved() -> None:
     assert p["b"]["type"] == "array"
 
 
+RESULT_STRING = {"type": "object", "properties": {"result": {"type": "string"}}, "required": ["result"]}
+
+
 def test_description_and_name_come_from_the_function() -> None:
     def greet(name: str) -> str:
         """Say hello.
@@ -103,9 +106,10 @@ def test_description_and_name_come_from_the_function() -> None:
     tool = ToolRegistry().add(greet)
     assert tool.name == "greet"
     assert tool.description == "Say hello.\n\nDetails:\n    indented."
-    assert tool.definition() == {"name": "greet", "description": tool.description, "inputSchema": tool.input_schema}
+    assert tool.definition() == {"name": "greet", "description": tool.description, "inputSchema": tool.input_schema,
+                                 "outputSchema": RESULT_STRING}
 
-    def bare(x: int) -> int:
+    def bare(x: int):
         return x
 
     assert ToolRegistry().add(bare).definition() == {"name": "bare", "inputSchema": schema_of(bare)}
@@ -170,8 +174,7 @@ def test_positional_only() -> None:
         ToolRegistry().add(pos)
 
 
-@pytest.mark.parametrize("annotation", [set, set[int], tuple[int, int], Union[int, str], dict[int, str], bytes,
-                                        typing.Literal["a", "b"], list[set]])
+@pytest.mark.parametrize("annotation", [set, dict[int, str], bytes, list[set], object, typing.Callable[[], int]])
 def test_unsupported_annotations_name_function_and_parameter(annotation: Any) -> None:
     def odd(fine: int, strange: int) -> None: ...
 
@@ -261,6 +264,7 @@ def test_decorator_with_options() -> None:
         "description": "Multiply by three.",
         "inputSchema": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"],
                         "additionalProperties": False},
+        "outputSchema": {"type": "object", "properties": {"result": {"type": "integer"}}, "required": ["result"]},
         "annotations": {"readOnlyHint": True},
     }
 

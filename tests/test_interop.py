@@ -1,0 +1,528 @@
+"""Interoperability: real MCP clients that nobody on this team wrote, against a real server.
+
+* The official Python SDK (PyPI ``mcp``, test-only; skipped where it is not installed),
+  in-process against ``loopback.start`` on 127.0.0.1 port 0.
+* The official TypeScript SDK (``@modelcontextprotocol/sdk``) running ``interop/ts_client.mjs``,
+  and the MCP Inspector's non-interactive CLI (``@modelcontextprotocol/inspector --cli``),
+  both against ``python -m loopback serve --port 0`` run as a user runs it.
+
+The Node packages are pinned by ``interop/package-lock.json`` and installed once into
+``interop/node_modules`` (``npm ci``; reused while the lock file is unchanged). Without
+``node`` and ``npm`` the Node tests skip, saying so; an install that fails while npm is
+there fails them: CI must not go green without these clients.
+
+Every wait is bounded and every process this module starts is stopped by its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator, Optional
+
+import pytest
+
+import loopback
+from loopback.tools import ToolRegistry
+
+ROOT = Path(__file__).resolve().parent.parent
+INTEROP = Path(__file__).resolve().parent / "interop"
+NODE_MODULES = INTEROP / "node_modules"
+STAMP = NODE_MODULES / ".loopback-interop-installed"
+
+PROTOCOL = "2025-11-25"
+TIMEOUT = 30.0  # seconds: any one client session or client process
+INSTALL_TIMEOUT = 600.0  # seconds: npm ci with a cold cache
+INSPECTOR_NODE = (22, 19)  # the Inspector's declared engine: node >= 22.19.0
+DEMO_TOOLS = {"echo", "add", "current_time", "word_count", "host_info"}
+
+
+def _generic_config(server: Any) -> tuple[str, dict[str, str]]:
+    """URL and request headers a generic MCP client is configured with for ``server``.
+
+    ``server`` is anything with ``.url`` and ``.token``: a ``LoopbackServer`` or a served CLI.
+    """
+    return server.url, {"Authorization": f"Bearer {server.token}"}
+
+
+# -- the official Python SDK, in process ---------------------------------------------
+
+
+@pytest.fixture
+def registry() -> ToolRegistry:
+    """Tools with each result shape a client must read (overrides conftest's)."""
+    registry = ToolRegistry()
+
+    @registry.tool
+    def echo(text: str) -> str:
+        """Echo the text back."""
+        return text
+
+    @registry.tool
+    def add(a: int, b: int = 2) -> int:
+        """Add two integers."""
+        return a + b
+
+    @registry.tool
+    def stats(text: str) -> dict[str, Any]:
+        """Count the words and characters of a text."""
+        return {"words": len(text.split()), "characters": len(text)}
+
+    @registry.tool
+    def fail(message: str = "boom") -> None:
+        """Always raises."""
+        raise RuntimeError(message)
+
+    return registry
+
+
+def _sdk() -> Any:
+    mcp = pytest.importorskip("mcp", reason="the official MCP Python SDK (pip install mcp) is not installed")
+    pytest.importorskip("httpx2", reason="httpx2, the MCP Python SDK's HTTP client, is not installed")
+    return mcp
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, TIMEOUT))
+
+
+def _session(url: str, headers: dict[str, str], body: Callable[[Any, Any], Awaitable[Any]]) -> Any:
+    """Connect with the SDK's ClientSession (the initialize handshake), run ``body(session, init)``."""
+    _sdk()
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def main() -> Any:
+        # trust_env=False: no proxy from the environment; the only target is 127.0.0.1.
+        async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(TIMEOUT), trust_env=False) as http:
+            async with streamable_http_client(url, http_client=http) as (read, write):
+                async with ClientSession(read, write, read_timeout_seconds=TIMEOUT) as session:
+                    init = await session.initialize()
+                    return await body(session, init)
+
+    return _run(main())
+
+
+def _check_structured(output_schema: Optional[dict[str, Any]], structured: Any) -> None:
+    """MCP: a tool that declares an ``outputSchema`` MUST return ``structuredContent`` conforming to it."""
+    if output_schema is None:
+        return
+    assert isinstance(structured, dict), f"outputSchema {output_schema} declared, structuredContent is {structured!r}"
+    try:
+        import jsonschema
+    except ImportError:  # the clients validate it themselves too
+        return
+    jsonschema.validate(structured, output_schema)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups; anyio task groups wrap the SDK's errors."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def test_python_sdk_initializes_and_lists_tools(server):
+    url, headers = _generic_config(server)
+
+    async def body(session, init):
+        return init, await session.list_tools()
+
+    init, listed = _session(url, headers, body)
+    assert init.protocol_version == PROTOCOL
+    assert init.server_info.name == "loopback"
+    assert init.server_info.version == loopback.__version__
+    assert init.capabilities.tools is not None
+    tools = {tool.name: tool for tool in listed.tools}
+    assert set(tools) == {"echo", "add", "stats", "fail"}
+    assert listed.next_cursor is None
+    assert tools["echo"].input_schema["properties"]["text"]["type"] == "string"
+    assert tools["echo"].input_schema["required"] == ["text"]
+    assert tools["add"].input_schema["properties"]["a"]["type"] == "integer"
+    assert "a" in tools["add"].input_schema["required"] and "b" not in tools["add"].input_schema["required"]
+    assert tools["echo"].description == "Echo the text back."
+
+
+def test_python_sdk_calls_tools(server):
+    url, headers = _generic_config(server)
+
+    async def body(session, init):
+        listed = await session.list_tools()  # also lets the SDK check results against outputSchema
+        return (
+            {tool.name: tool.output_schema for tool in listed.tools},
+            await session.call_tool("echo", {"text": "héllo"}),
+            await session.call_tool("add", {"a": 2}),
+            await session.call_tool("stats", {"text": "one two three"}),
+        )
+
+    schemas, echo, add, stats = _session(url, headers, body)
+    assert echo.is_error is False
+    assert [(block.type, block.text) for block in echo.content] == [("text", "héllo")]
+    _check_structured(schemas["echo"], echo.structured_content)
+    assert add.is_error is False and add.content[0].text == "4"
+    _check_structured(schemas["add"], add.structured_content)
+    assert stats.is_error is False
+    _check_structured(schemas["stats"], stats.structured_content)
+    assert stats.structured_content == {"words": 3, "characters": 13}
+    assert json.loads(stats.content[0].text) == {"words": 3, "characters": 13}
+
+
+def test_python_sdk_sees_tool_errors_as_results(server):
+    url, headers = _generic_config(server)
+
+    async def body(session, init):
+        return (
+            await session.call_tool("add", {"a": "two"}),
+            await session.call_tool("echo", {}),
+            await session.call_tool("fail", {"message": "kaput"}),
+        )
+
+    wrong_type, missing, raised = _session(url, headers, body)
+    assert wrong_type.is_error is True
+    assert "arguments.a" in wrong_type.content[0].text and "integer" in wrong_type.content[0].text
+    assert missing.is_error is True and "text" in missing.content[0].text
+    assert raised.is_error is True
+    assert "kaput" in raised.content[0].text and "RuntimeError" in raised.content[0].text
+
+
+def test_python_sdk_unknown_tool_is_a_protocol_error(server):
+    mcp = _sdk()
+    url, headers = _generic_config(server)
+
+    async def body(session, init):
+        try:
+            result = await session.call_tool("no_such_tool", {})
+        except mcp.MCPError as exc:
+            error = exc.error
+            # The session stays usable after a protocol error.
+            return error, await session.call_tool("echo", {"text": "still here"})
+        pytest.fail(f"expected an MCPError, got {result!r}")
+
+    error, after = _session(url, headers, body)
+    assert error.code == -32602  # INVALID_PARAMS, as MCP 2025-11-25 specifies for an unknown tool
+    assert "no_such_tool" in error.message
+    assert after.content[0].text == "still here"
+
+
+def test_python_sdk_ping(server):
+    url, headers = _generic_config(server)
+
+    async def body(session, init):
+        return await session.send_ping()
+
+    result = _session(url, headers, body)
+    assert result.model_dump(exclude_none=True) == {}
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not-the-token", "Basic dXNlcjpwYXNz"])
+def test_python_sdk_without_the_token_is_refused(server, authorization):
+    mcp = _sdk()
+    url, _ = _generic_config(server)
+    headers = {"Authorization": authorization} if authorization else {}
+
+    async def body(session, init):
+        pytest.fail(f"initialize succeeded without the token: {init!r}")
+
+    with pytest.raises(Exception) as caught:
+        _session(url, headers, body)
+    errors = [leaf for leaf in _leaves(caught.value) if isinstance(leaf, mcp.MCPError)]
+    assert errors, caught.value
+    assert all("Unauthorized" in error.error.message for error in errors), errors
+
+
+def test_python_sdk_default_client_probes_then_falls_back_to_initialize(server):
+    """``mcp.Client`` (mode "auto") first tries 2026-07-28's ``server/discover``; loopback refuses that
+    version, so the SDK must fall back to the 2025-11-25 initialize handshake and work normally."""
+    mcp = _sdk()
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    url, headers = _generic_config(server)
+
+    async def main():
+        async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(TIMEOUT), trust_env=False) as http:
+            async with mcp.Client(streamable_http_client(url, http_client=http), read_timeout_seconds=TIMEOUT) as client:
+                listed = await client.list_tools()
+                called = await client.call_tool("stats", {"text": "a b"})
+                return client.session.initialize_result, client.session.discover_result, listed, called
+
+    init, discovered, listed, called = _run(main())
+    assert discovered is None
+    assert init.protocol_version == PROTOCOL and init.server_info.name == "loopback"
+    assert {tool.name for tool in listed.tools} == {"echo", "add", "stats", "fail"}
+    assert called.structured_content == {"words": 2, "characters": 3}
+
+
+# -- Node clients: install once per session ------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeClients:
+    node: str  # the machine's node: runs the TypeScript SDK script
+    inspector_node: str  # a node new enough for the Inspector
+
+
+def _version(node: str) -> tuple[int, ...]:
+    try:
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    match = re.match(r"v(\d+)\.(\d+)\.(\d+)", out.strip())
+    return tuple(int(part) for part in match.groups()) if match else ()
+
+
+def _lock_digest() -> str:
+    digest = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        digest.update((INTEROP / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _npm_ci(npm: str) -> None:
+    """``npm ci`` into interop/node_modules unless the same lock file is already installed there."""
+    want = _lock_digest()
+    lock_file = Path(tempfile.gettempdir()) / f"loopback-interop-{hashlib.sha256(str(INTEROP).encode()).hexdigest()[:16]}.lock"
+    with open(lock_file, "w") as lock:  # two test sessions at once: one installs, the other waits
+        deadline = time.monotonic() + INSTALL_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another session held {lock_file} for over {INSTALL_TIMEOUT:.0f} s (npm ci)")
+                time.sleep(0.5)
+        if STAMP.is_file() and STAMP.read_text().strip() == want:
+            return
+        command = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+        result = _run_process(command, cwd=INTEROP, env=dict(os.environ), timeout=INSTALL_TIMEOUT, what="npm ci")
+        if result.returncode != 0:
+            pytest.fail(
+                f"npm ci in {INTEROP} failed with exit {result.returncode}; the interop clients could not be "
+                f"installed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        STAMP.write_text(want + "\n")
+
+
+@pytest.fixture(scope="session")
+def node_clients() -> NodeClients:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    missing = [name for name, path in (("node", node), ("npm", npm)) if path is None]
+    if missing:
+        pytest.skip(
+            f"NODE INTEROP TESTS SKIPPED: {' and '.join(missing)} not on PATH; install Node.js 20+ with npm "
+            "to run the TypeScript SDK and MCP Inspector clients"
+        )
+    assert node and npm
+    if _version(node) < (18,):
+        pytest.fail(f"{node} is Node {_version(node)}; the TypeScript MCP SDK needs Node 18 or newer")
+    _npm_ci(npm)
+    # package.json pins node 22 as an optional per-platform package for the Inspector.
+    candidates = [str(NODE_MODULES / ".bin" / "node"), node]
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK) and _version(candidate) >= INSPECTOR_NODE:
+            return NodeClients(node=node, inspector_node=candidate)
+    pytest.fail(
+        f"no node >= {'.'.join(map(str, INSPECTOR_NODE))} for the MCP Inspector: {NODE_MODULES}/.bin/node is "
+        f"missing (no node-<os>-<arch> package for this platform?) and {node} is {_version(node)}"
+    )
+
+
+def _run_process(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+    """Run to completion within ``timeout``; on time-out kill its whole process group and fail."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # not yet reaped: the group id is still ours
+        out, err = proc.communicate(timeout=10)
+        pytest.fail(f"{what} did not finish in {timeout:.0f} s:\n{out[-2000:]}\n{err[-2000:]}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def _node_env(home: Path, **extra: str) -> dict[str, str]:
+    """A small environment: no proxies, no browser opening, a throw-away HOME for client state."""
+    env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "NO_COLOR": "1", "CI": "true"}
+    for name in ("LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update(extra)
+    return env
+
+
+# -- python -m loopback serve, as a user runs it ---------------------------------------
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[str]
+    url: str = ""
+    token: str = ""
+    banner: list[str] = field(default_factory=list)
+    lines: "queue.Queue[Optional[str]]" = field(default_factory=queue.Queue)
+    reader: Optional[threading.Thread] = None
+    stderr_path: Optional[Path] = None
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path else ""
+
+    def stop(self) -> int:
+        """SIGTERM, as a supervisor stops it; returns the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"serve did not stop within 10 s of SIGTERM:\n{self.stderr()}")
+
+
+def _pump(stream: Any, lines: "queue.Queue[Optional[str]]") -> None:
+    try:
+        for line in stream:
+            lines.put(line)
+    finally:
+        lines.put(None)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    stderr_path = tmp_path / "serve.stderr"
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "loopback", "serve", "--port", "0"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    served = Served(proc, stderr_path=stderr_path)
+    served.reader = threading.Thread(target=_pump, args=(proc.stdout, served.lines), name="interop-serve-stdout", daemon=True)
+    served.reader.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = served.lines.get(timeout=max(remaining, 0.01))
+            except queue.Empty:
+                pytest.fail(f"serve printed no 'Press Ctrl-C' line in {TIMEOUT:.0f} s:\n{''.join(served.banner)}")
+            if line is None:
+                proc.wait(10)
+                pytest.fail(f"serve exited ({proc.returncode}) before its banner:\n{''.join(served.banner)}{served.stderr()}")
+            served.banner.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        text = "".join(served.banner)
+        url = re.search(r"MCP server on (http://127\.0\.0\.1:\d+/mcp)$", text, re.M)
+        token = re.search(r"^token: (\S+)$", text, re.M)
+        assert url and token, text
+        served.url, served.token = url.group(1), token.group(1)
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        served.reader.join(10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def _stop_cleanly(served: Served) -> None:
+    assert served.stop() == 0, served.stderr()
+    assert "stopped" in served.stderr()
+
+
+# -- the official TypeScript SDK --------------------------------------------------------
+
+
+def test_typescript_sdk_client(node_clients, served, tmp_path):
+    url, headers = _generic_config(served)
+    result = _run_process(
+        [node_clients.node, str(INTEROP / "ts_client.mjs"), url],
+        cwd=INTEROP, env=_node_env(tmp_path, MCP_HEADERS=json.dumps(headers)), timeout=60, what="ts_client.mjs",
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert out["protocolVersion"] == PROTOCOL
+    assert out["serverInfo"] == {"name": "loopback", "version": loopback.__version__}
+    assert "tools" in out["capabilities"]
+    tools = {tool["name"]: tool for tool in out["tools"]}
+    assert DEMO_TOOLS <= set(tools)
+    assert tools["echo"]["inputSchema"]["properties"]["text"]["type"] == "string"
+    assert tools["echo"]["inputSchema"]["required"] == ["text"]
+    assert out["echo"]["isError"] is False
+    assert out["echo"]["content"] == [{"type": "text", "text": "hello from ts"}]
+    assert out["add"]["isError"] is False and float(out["add"]["content"][0]["text"]) == 5.5
+    assert out["words"]["structuredContent"] == {"characters": 13, "words": 3, "lines": 2}
+    for name in ("echo", "add", "words"):
+        tool = "word_count" if name == "words" else name
+        _check_structured(tools[tool].get("outputSchema"), out[name].get("structuredContent"))
+    assert out["invalid"]["isError"] is True and "arguments.a" in out["invalid"]["content"][0]["text"]
+    assert out["unknown"]["error"]["code"] == -32602 and "no_such_tool" in out["unknown"]["error"]["message"]
+    assert out["ping"] == {}
+    _stop_cleanly(served)
+
+
+# -- the MCP Inspector's CLI ------------------------------------------------------------
+
+
+def _inspector(node_clients: NodeClients, home: Path, url: str, headers: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [node_clients.inspector_node, str(NODE_MODULES / ".bin" / "mcp-inspector"), "--cli", url, "--transport", "http"]
+    for name, value in headers.items():
+        command += ["--header", f"{name}: {value}"]
+    return _run_process([*command, *args], cwd=INTEROP, env=_node_env(home), timeout=60, what="mcp-inspector --cli")
+
+
+def test_inspector_cli_lists_and_calls_tools(node_clients, served, tmp_path):
+    url, headers = _generic_config(served)
+
+    listed = _inspector(node_clients, tmp_path, url, headers, "--method", "tools/list")
+    assert listed.returncode == 0, listed.stderr
+    tools = {tool["name"]: tool for tool in json.loads(listed.stdout)["tools"]}
+    assert DEMO_TOOLS <= set(tools)
+    assert tools["echo"]["inputSchema"]["required"] == ["text"]
+
+    echo = _inspector(node_clients, tmp_path, url, headers, "--method", "tools/call", "--tool-name", "echo", "--tool-arg", "text=hi")
+    assert echo.returncode == 0, echo.stderr
+    answer = json.loads(echo.stdout)
+    assert answer["content"] == [{"type": "text", "text": "hi"}] and answer["isError"] is False
+    _check_structured(tools["echo"].get("outputSchema"), answer.get("structuredContent"))
+
+    add = _inspector(node_clients, tmp_path, url, headers, "--method", "tools/call", "--tool-name", "add", "--tool-arg", "a=2", "b=3")
+    assert add.returncode == 0, add.stderr
+    answer = json.loads(add.stdout)
+    assert answer["isError"] is False and float(answer["content"][0]["text"]) == 5
+    _check_structured(tools["add"].get("outputSchema"), answer.get("structuredContent"))
+
+    counted = _inspector(node_clients, tmp_path, url, headers, "--method", "tools/call", "--tool-name", "word_count", "--tool-arg", "text=one two")
+    assert counted.returncode == 0, counted.stderr
+    assert json.loads(counted.stdout)["structuredContent"] == {"characters": 7, "words": 2, "lines": 1}
+    _stop_cleanly(served)
+
+
+def test_inspector_cli_reports_a_wrong_token(node_clients, served, tmp_path):
+    url, _ = _generic_config(served)
+    # --stored-auth-only: on a 401 the Inspector would otherwise start an interactive OAuth flow.
+    refused = _inspector(node_clients, tmp_path, url, {"Authorization": "Bearer not-the-token"},
+                         "--method", "tools/list", "--stored-auth-only")
+    assert refused.returncode != 0
+    assert "Unauthorized" in refused.stdout + refused.stderr, (refused.stdout, refused.stderr)
+    _stop_cleanly(served)
