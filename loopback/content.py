@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
 from enum import Enum
-from typing import Any, Callable, Final, Optional, Protocol, Self, Union
+from typing import Any, Callable, ClassVar, Final, Optional, Protocol, Self, Union
 
 __all__ = [
     "CONTENT_TYPES",
@@ -159,9 +159,10 @@ class Text:
 
 
 @dataclass(frozen=True, slots=True)
-class Image:
-    """An image, raw bytes plus an ``image/*`` MIME type; base64-encoded in the block."""
+class _Media:
+    """Raw bytes plus a MIME type of the subclass's family; base64-encoded in the block."""
 
+    _family: ClassVar[str]
     data: bytes
     mime_type: str
     _: KW_ONLY
@@ -169,45 +170,34 @@ class Image:
     meta: Optional[Mapping[str, Any]] = None
 
     def __post_init__(self) -> None:
-        _frozen_bytes(self, "data", self.data, "Image.data")
-        _require_mime_type(self.mime_type, "Image.mime_type", "image")
+        kind = type(self).__name__
+        _frozen_bytes(self, "data", self.data, f"{kind}.data")
+        _require_mime_type(self.mime_type, f"{kind}.mime_type", self._family)
         _check_extras(self.annotations, self.meta)
 
     @classmethod
     def from_path(cls, path: Union[str, os.PathLike[str]], mime_type: Optional[str] = None) -> Self:
-        """The image in a file; the MIME type is guessed from its name unless given."""
-        data, guessed = _read_media(path, mime_type, "image")
+        """The contents of a file; the MIME type is guessed from its name unless given."""
+        data, guessed = _read_media(path, mime_type, cls._family)
         return cls(data, guessed)
 
     def to_block(self) -> dict[str, Any]:
-        block = {"type": "image", "data": _base64(self.data), "mimeType": self.mime_type}
+        block = {"type": self._family, "data": _base64(self.data), "mimeType": self.mime_type}
         return _with_extras(block, self.annotations, self.meta)
 
 
 @dataclass(frozen=True, slots=True)
-class Audio:
-    """A sound, raw bytes plus an ``audio/*`` MIME type; base64-encoded in the block."""
+class Image(_Media):
+    """An image: raw bytes plus an ``image/*`` MIME type (``Image.from_path`` guesses it)."""
 
-    data: bytes
-    mime_type: str
-    _: KW_ONLY
-    annotations: Optional[Mapping[str, Any]] = None
-    meta: Optional[Mapping[str, Any]] = None
+    _family: ClassVar[str] = "image"
 
-    def __post_init__(self) -> None:
-        _frozen_bytes(self, "data", self.data, "Audio.data")
-        _require_mime_type(self.mime_type, "Audio.mime_type", "audio")
-        _check_extras(self.annotations, self.meta)
 
-    @classmethod
-    def from_path(cls, path: Union[str, os.PathLike[str]], mime_type: Optional[str] = None) -> Self:
-        """The sound in a file; the MIME type is guessed from its name unless given."""
-        data, guessed = _read_media(path, mime_type, "audio")
-        return cls(data, guessed)
+@dataclass(frozen=True, slots=True)
+class Audio(_Media):
+    """A sound: raw bytes plus an ``audio/*`` MIME type (``Audio.from_path`` guesses it)."""
 
-    def to_block(self) -> dict[str, Any]:
-        block = {"type": "audio", "data": _base64(self.data), "mimeType": self.mime_type}
-        return _with_extras(block, self.annotations, self.meta)
+    _family: ClassVar[str] = "audio"
 
 
 @dataclass(frozen=True, slots=True)
