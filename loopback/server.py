@@ -16,7 +16,6 @@ import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .auth import OWNER, Grant, TokenStore
@@ -73,10 +72,12 @@ def _package_version() -> str:
     return __version__
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its connections, so close() can end them."""
+class _HTTPServer(socketserver.ThreadingTCPServer):
+    """A thread-per-connection TCP server (what ``http.server.ThreadingHTTPServer`` is,
+    without importing ``http.server``) that knows its connections, so close() can end them."""
 
     daemon_threads = True
+    allow_reuse_address = True
     request_queue_size = 128  # the default 5 drops bursts of new connections
 
     def __init__(self, address: tuple[str, int], family: int, *, registry: ToolRegistry,
@@ -100,9 +101,9 @@ class _HTTPServer(ThreadingHTTPServer):
             raise
 
     def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves socket.getfqdn(host): a reverse DNS lookup
+        # Unlike HTTPServer.server_bind, no socket.getfqdn(host): a reverse DNS lookup
         # that can stall a start for seconds and that nothing here needs.
-        socketserver.TCPServer.server_bind(self)
+        super().server_bind()
         host, port = self.socket.getsockname()[:2]
         self.server_name, self.server_port = str(host), int(port)
 

@@ -21,8 +21,8 @@ import ipaddress
 import logging
 import socket
 import time
+import socketserver
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
@@ -114,14 +114,26 @@ def _media_types(header: Optional[str]) -> frozenset[str]:
     return frozenset(types)
 
 
-class McpRequestHandler(BaseHTTPRequestHandler):
-    """One connection: HTTP/1.1 keep-alive, each response written with a single send."""
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = (None, "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
+class McpRequestHandler(socketserver.StreamRequestHandler):
+    """One connection: HTTP/1.1 keep-alive, each response written with a single send.
+
+    A ``StreamRequestHandler``, not ``http.server.BaseHTTPRequestHandler``: reading the
+    head (``http11``), routing and writing are all done here, and importing
+    ``http.server`` (with ``http.client``, ``email`` and ``ssl``) would cost a cold
+    start more than everything else together.
+    """
 
     server: "_HTTPServer"
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # belt and braces: we already write each response once
     server_version = "loopback"
-    sys_version = ""
+    close_connection = True
+    command = path = request_version = requestline = ""
     # Filled in setup() from the server's settings.
     _cors_origin: Optional[str] = None
     _expect_continue = False
@@ -188,16 +200,12 @@ class McpRequestHandler(BaseHTTPRequestHandler):
             _log.debug("connection from %s ended: %s", self.client_address[0], type(exc).__name__)
             self.close_connection = True
 
-    def date_time_string(self, timestamp: Optional[float] = None) -> str:
-        # The stock text (email.utils.formatdate(usegmt=True)) at about half the cost:
-        # it is built for every response. English names, whatever the locale.
+    @staticmethod
+    def date_time_string(timestamp: Optional[float] = None) -> str:
+        """An IMF-fixdate (RFC 9110 5.6.7), English names whatever the locale."""
         t = time.gmtime(timestamp)
-        return (f"{self.weekdayname[t.tm_wday]}, {t.tm_mday:02d} {self.monthname[t.tm_mon]} {t.tm_year:04d} "
+        return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
                 f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("%s %s", self.address_string(), format % args)
 
     # -- responses -----------------------------------------------------------
 
@@ -209,7 +217,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Write status line, headers and body with one ``sendall``."""
-        phrase = self.responses.get(status, ("",))[0]
+        phrase = _PHRASES.get(status, "")
         lines = [
             f"{self.protocol_version} {status} {phrase}",
             f"Server: {self.server_version}",
@@ -232,7 +240,7 @@ class McpRequestHandler(BaseHTTPRequestHandler):
         # A response to HEAD has no content (RFC 9110 9.3.2), only its Content-Length.
         self.wfile.write(head if self.command == "HEAD" else head + body)
         if _log.isEnabledFor(logging.DEBUG):
-            self.log_request(status, len(body))
+            _log.debug('%s "%s" %d %d', self.client_address[0], self.requestline, status, len(body))
 
     def _refuse(self, status: HTTPStatus, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """An HTTP-level refusal, with a JSON-RPC error body that clients can show."""
@@ -250,9 +258,8 @@ class McpRequestHandler(BaseHTTPRequestHandler):
             return True
         return any(v.strip() != "0" for v in self.request_headers.get_all("Content-Length") or [])
 
-    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
-        # For heads too long to parse (and any stock caller): the stock version writes
-        # an HTML page in two writes; ours writes JSON once and closes.
+    def send_error(self, code: int, message: Optional[str] = None) -> None:
+        """A refusal for a head that could not be read; the connection closes after it."""
         self.close_connection = True
         status = HTTPStatus(code)
         self._refuse(status, f"{status.phrase}: {message or status.description}")
