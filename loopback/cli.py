@@ -1,34 +1,111 @@
-"""Command line: ``python -m loopback serve``.
+"""Command line: ``python -m loopback serve | config | run``.
 
-Owns: argument parsing, loading the user's tool modules, printing the connection
-details, and serving until Ctrl-C or SIGTERM.
+Owns: argument parsing, loading the user's tool modules, printing connection details,
+the runtime file through which ``config`` finds a ``serve`` running elsewhere, and
+running one agent with a per-run grant (signals passed on, exit code passed back).
 Must not know: HTTP or MCP details.
 
-Exit codes: 0 after a clean stop, 1 when the server cannot start or a tool module
-cannot be loaded, 2 for a usage error (argparse).
+Exit codes:
+  serve, config  0 on success; 1 when the server cannot start, a tool module cannot be
+                 loaded, or ``config`` finds no running ``serve``; 2 for a usage error.
+  run            the agent's own exit code, or 128+N when a signal N ended it; before the
+                 agent starts: 1 (tools, server, grant or config could not be set up),
+                 2 (usage), 126 (the agent is not executable), 127 (the agent is not found).
+                 The agent's own 1, 2, 126 or 127 are told apart by the "loopback: error:"
+                 line loopback prints for its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import importlib.util
 import json
 import logging
 import os
+import shlex
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from types import FrameType
+from typing import Any, Optional, Sequence
 
-from . import __version__, lifecycle
-from .server import LoopbackError
+from . import __version__, clients, lifecycle
+from .clients import ClientConfig
+from .host import prepare_agent_run
+from .server import LoopbackError, LoopbackServer
+from .settings import Settings
 from .tools import ToolRegistry
+
+_log = logging.getLogger("loopback")
+
+RUNTIME_DIR_ENV = "LOOPBACK_RUNTIME_DIR"
+"""Overrides where ``serve`` writes its runtime file (``$XDG_RUNTIME_DIR/loopback``, else
+``~/.cache/loopback``)."""
+
+# Agents whose executable name says which config format they read.
+_AGENT_FORMATS = frozenset({"claude", "codex", "gemini", "opencode"})
+
+EXIT_CODES = """\
+exit codes:
+  serve, config  0 success; 1 server cannot start, tools cannot load, or (config) no serve
+                 is running; 2 usage error
+  run            the agent's exit code (128+N if signal N ended it); before the agent
+                 starts: 1 setup failed, 2 usage error, 126 agent not executable,
+                 127 agent not found
+"""
+
+SERVE_DESCRIPTION = """\
+Serve MCP tools on 127.0.0.1 until Ctrl-C or SIGTERM; print the URL, the token, and a
+client config with the environment it needs. A runtime file ($LOOPBACK_RUNTIME_DIR,
+else $XDG_RUNTIME_DIR/loopback, else ~/.cache/loopback; mode 0600) lets `config` find
+this server; it is removed on exit.
+"""
+
+CONFIG_DESCRIPTION = """\
+Print the client config for the newest `serve` running for this user (found through
+its runtime file): the config alone on stdout, and on stderr the `export` lines of the
+environment it refers to, as shell comments and commands.
+
+examples:
+  python -m loopback config --format claude > mcp.json
+  eval "$(python -m loopback config --format claude 2>&1 >mcp.json)"
+"""
+
+RUN_DESCRIPTION = """\
+Run one agent with the tools: start the server, mint a token for this run alone, write
+the agent's config (mode 0600, in a fresh temporary directory) and run AGENT with it.
+Afterwards the token is revoked, the config deleted and the server stopped.
+
+In ARGS, {mcp_config} becomes the config path and {mcp_args} the format's own
+arguments. With neither, those arguments go right after AGENT (claude: --mcp-config
+FILE --allowedTools mcp__NAME --strict-mcp-config; codex: -c mcp_servers.NAME...
+overrides). The token, header values and, for gemini and opencode, the config path
+reach the agent in its environment. SIGINT and SIGTERM are passed on to the agent
+(Ctrl-C in a terminal reaches it directly, once).
+
+examples:
+  python -m loopback run --tools mytools.py -- claude -p "Summarise order A-17"
+  python -m loopback run --tools mytools.py -- codex exec "Summarise order A-17"
+  python -m loopback run --header 'X-Session-Key: s-1' -- python agent.py {mcp_config}
+"""
 
 
 class CliError(Exception):
-    """A failure to report as one line and exit code 1."""
+    """A failure to report as one line on stderr and an exit code (1 unless given)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- tools ------------------------------------------------------------------------------
 
 
 def _load_tools(specs: Sequence[str]) -> ToolRegistry:
@@ -60,42 +137,290 @@ def _load_tools(specs: Sequence[str]) -> ToolRegistry:
     return registry
 
 
-def _client_config(url: str, token: str) -> str:
-    entry = {"type": "http", "url": url, "headers": {"Authorization": f"Bearer {token}"}}
-    return json.dumps({"mcpServers": {"loopback": entry}}, indent=2)
+def _registry(specs: Sequence[str]) -> ToolRegistry:
+    if specs:
+        return _load_tools(specs)
+    from .demo import demo_registry
+
+    return demo_registry()
+
+
+def _start(port: Optional[int], host: str, registry: ToolRegistry) -> LoopbackServer:
+    # A port named on the command line is meant: taken is an error, not a move elsewhere.
+    settings = Settings(port_fallback=False) if port else None
+    try:
+        return lifecycle.ensure(port, host=host, registry=registry, settings=settings)
+    except (LoopbackError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
+# --- connection notes -------------------------------------------------------------------
+
+
+def _notes(config: ClientConfig) -> list[str]:
+    """Shell lines that go with a config: comments, and ``export`` lines for the variables it
+    refers to, so they can be pasted into (or ``eval``-ed by) the agent's shell."""
+    lines = [f"# {clients.describe(config.format)}"]
+    if config.env:
+        lines.append("# the config reads these from the agent's environment:")
+        lines += [f"export {name}={shlex.quote(value)}" for name, value in config.env.items()]
+    if config.config_env is not None:
+        lines.append(f"# export {config.config_env}=FILE  (FILE: where you save the config)")
+    if config.args:
+        lines.append(f"# agent arguments: {shlex.join(config.args_for('FILE'))}")
+    return lines
+
+
+def _render(format: str, url: str, token: str, name: str = "loopback") -> ClientConfig:
+    try:
+        return clients.render(format, url, token, name=name)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+# --- the runtime file -------------------------------------------------------------------
+
+
+def runtime_dir() -> Path:
+    """Where ``serve`` announces itself to ``config``."""
+    explicit = os.environ.get(RUNTIME_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):  # the XDG spec: a relative value is to be ignored
+        return Path(xdg) / "loopback"
+    return Path.home() / ".cache" / "loopback"
+
+
+def _write_runtime_file(server: LoopbackServer) -> Optional[Path]:
+    """Announce this serve (it holds the token: 0600, and complete or absent, never partial)."""
+    record = {
+        "pid": os.getpid(),
+        "url": server.url,
+        "port": server.port,
+        "token": server.token,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
+    directory = runtime_dir()
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".serve-", suffix=".tmp")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                json.dump(record, file)
+            path = directory / f"serve-{os.getpid()}.json"
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError as exc:
+        _log.warning("cannot write the runtime file in %s (%s): `loopback config` will not find this server",
+                     directory, exc)
+        return None
+    return path
+
+
+@dataclass(frozen=True)
+class _Served:
+    pid: int
+    url: str
+    token: str
+    started: datetime.datetime
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def _read_runtime_file(path: Path) -> Optional[_Served]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        pid, url, token = record["pid"], record["url"], record["token"]
+        started = datetime.datetime.fromisoformat(record["started"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _log.debug("ignoring runtime file %s: %s", path, exc)
+        return None
+    if type(pid) is not int or pid <= 0 or not isinstance(url, str) or not isinstance(token, str):
+        _log.debug("ignoring runtime file %s: unexpected content", path)
+        return None
+    return _Served(pid, url, token, started)
+
+
+def _find_served() -> Optional[_Served]:
+    """The newest ``serve`` whose process lives; files of dead ones are removed."""
+    live = []
+    for path in runtime_dir().glob("serve-*.json"):
+        served = _read_runtime_file(path)
+        if served is None:
+            continue
+        if not _alive(served.pid):
+            path.unlink(missing_ok=True)
+            continue
+        live.append(served)
+    return max(live, key=lambda served: served.started, default=None)
+
+
+# --- serve ------------------------------------------------------------------------------
 
 
 def _serve(args: argparse.Namespace) -> int:
-    if args.tools:
-        registry = _load_tools(args.tools)
-    else:
-        from .demo import demo_registry
-
-        registry = demo_registry()
-    try:
-        server = lifecycle.ensure(args.port, host=args.host, registry=registry)
-    except (LoopbackError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+    registry = _registry(args.tools)
+    server = _start(args.port, args.host, registry)
+    config = _render(args.format, server.url, server.token)
     stop = threading.Event()
     # Handlers go in before the banner: a supervisor may signal as soon as it reads it.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    runtime_file = _write_runtime_file(server)
     try:
         names = ", ".join(tool.name for tool in registry.tools())
         print(f"loopback {__version__}: MCP server on {server.url}")
         print(f"tools: {names}")
         print(f"token: {server.token}")
-        print("client config (Claude Code: claude --mcp-config FILE):")
-        print(_client_config(server.url, server.token))
+        print(f"client config for {config.format} (save it as FILE, e.g. {config.filename}):")
+        print(config.text)  # the text ends in a newline: a blank line closes the block
+        print("\n".join(_notes(config)))
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):  # a timed wait keeps Ctrl-C responsive
             pass
     except KeyboardInterrupt:
         pass
     finally:
+        if runtime_file is not None:
+            runtime_file.unlink(missing_ok=True)
         signal.signal(signal.SIGTERM, previous)
         lifecycle.close()
     print("stopped", file=sys.stderr)
     return 0
+
+
+# --- config -----------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> int:
+    served = _find_served()
+    if served is None:
+        raise CliError(f"no running `python -m loopback serve` found (looked in {runtime_dir()})")
+    config = _render(args.format, served.url, served.token, args.name)
+    # The config alone on stdout, so that `... config --format F > FILE` writes the file.
+    sys.stdout.write(config.text)
+    print("\n".join(_notes(config)), file=sys.stderr)
+    return 0
+
+
+# --- run --------------------------------------------------------------------------------
+
+
+def _in_terminal_foreground() -> bool:
+    """Whether this process group is the foreground job of its terminal."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                return os.tcgetpgrp(fd) == os.getpgrp()
+        except OSError:
+            continue
+    return False
+
+
+class _SignalForwarder:
+    """Passes SIGINT and SIGTERM on to the agent while ``run`` waits for it.
+
+    A signal that comes before the agent is started is remembered (``received``) and the
+    agent is not started; one that comes while it starts reaches it once it has. A SIGINT
+    while ``run`` is its terminal's foreground job is Ctrl-C, which the terminal has sent to
+    the agent too (it shares our process group): passing it on would deliver it twice, and
+    some agents take a second Ctrl-C as "quit now".
+    """
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._child: Optional[subprocess.Popen[bytes]] = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_SignalForwarder":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self._child is None:
+            self.received = signum
+        else:
+            self._forward(self._child, signum)
+
+    @staticmethod
+    def _forward(child: subprocess.Popen[bytes], signum: int) -> None:
+        if signum == signal.SIGINT and _in_terminal_foreground():
+            return
+        child.send_signal(signum)
+
+    def wait(self, child: subprocess.Popen[bytes]) -> int:
+        """Forward signals to ``child`` until it exits; its exit code, 128+N for signal N."""
+        self._child = child
+        if self.received is not None:
+            self._forward(child, self.received)
+        code = child.wait()
+        return 128 - code if code < 0 else code
+
+
+def _check_agent(name: str) -> None:
+    if shutil.which(name) is None:
+        if os.sep in name and os.path.exists(name):
+            raise CliError(f"the agent is not executable: {name}", 126)
+        raise CliError(f"agent not found: {name} (not a file, nor on PATH)", 127)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', not {text!r}")
+    return name.strip(), value.strip()
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_agent(args.agent[0])
+    executable_name = Path(args.agent[0]).name
+    config_format = args.format or (executable_name if executable_name in _AGENT_FORMATS else "generic")
+    with _SignalForwarder() as forwarder:
+        try:
+            registry = _registry(args.tools)
+            unknown = sorted(set(args.allow) - {tool.name for tool in registry.tools()})
+            if unknown:
+                raise CliError(f"--allow names no tool: {', '.join(unknown)}")
+            _start(args.port, "127.0.0.1", registry)
+            try:
+                prepared = prepare_agent_run(
+                    True, format=config_format, headers=dict(args.header) or None, owner=not args.no_owner,
+                    tools=args.allow or None, name=args.name,
+                )
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+            with prepared:
+                if not prepared.enabled:
+                    raise CliError(prepared.warning or "MCP is not available")
+                _log.info("agent run: format %s, config %s", config_format, prepared.config_path)
+                if forwarder.received is not None:
+                    return 128 + forwarder.received
+                try:
+                    child = subprocess.Popen(prepared.command(args.agent), env={**os.environ, **prepared.env})
+                except OSError as exc:
+                    code = 127 if isinstance(exc, FileNotFoundError) else 126
+                    raise CliError(f"cannot run the agent {args.agent[0]}: {exc.strerror or exc}", code) from None
+                return forwarder.wait(child)
+        finally:
+            lifecycle.close()
+
+
+# --- parsing ----------------------------------------------------------------------------
 
 
 def _port(text: str) -> int:
@@ -108,27 +433,74 @@ def _port(text: str) -> int:
     return value
 
 
+def _formats_help() -> str:
+    return "\n".join(f"  {format:9} {clients.describe(format)}" for format in clients.FORMATS)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="python -m loopback",
         description="A zero-dependency MCP server on 127.0.0.1 for the coding agents a Python host spawns.",
+        epilog=EXIT_CODES, formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"loopback {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
-    serve = verbs.add_parser(
-        "serve",
-        help="serve tools until Ctrl-C",
-        description="Serve MCP tools on 127.0.0.1 until Ctrl-C or SIGTERM; prints URL, token and a client config.",
-    )
-    serve.add_argument("--port", type=_port, default=None,
-                       help="port to listen on (default: $LOOPBACK_PORT, else any free port)")
-    serve.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    serve.add_argument("--tools", action="append", metavar="MODULE_OR_FILE", default=[],
+    # Also accepted after the verb; SUPPRESS keeps a count given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log more (-v info, -vv debug)")
+    tools = argparse.ArgumentParser(add_help=False)
+    tools.add_argument("--tools", action="append", metavar="MODULE_OR_FILE", default=[],
                        help="module name or .py file whose @loopback.tool functions to serve "
                             "(repeatable; default: the built-in demo tools)")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    serve = verbs.add_parser(
+        "serve", parents=[common, tools], formatter_class=formatter, help="serve tools until Ctrl-C",
+        description=SERVE_DESCRIPTION,
+        epilog=f"formats:\n{_formats_help()}\n\n{EXIT_CODES}",
+    )
+    serve.add_argument("--port", type=_port, default=None,
+                       help="port to listen on; taken is an error (default: $LOOPBACK_PORT, falling back "
+                            "to a free port if that is taken, else any free port)")
+    serve.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    serve.add_argument("--format", choices=clients.FORMATS, default="claude", metavar="FORMAT",
+                       help="client config to print (default claude)")
     serve.set_defaults(run=_serve)
+
+    config = verbs.add_parser(
+        "config", parents=[common], formatter_class=formatter,
+        help="print the client config for a running serve",
+        description=CONFIG_DESCRIPTION,
+        epilog=f"formats:\n{_formats_help()}\n\n{EXIT_CODES}",
+    )
+    config.add_argument("--format", choices=clients.FORMATS, required=True, metavar="FORMAT", help="the agent's config format")
+    config.add_argument("--name", default="loopback", help="server name in the config (default loopback)")
+    config.set_defaults(run=_config)
+
+    run = verbs.add_parser(
+        "run", parents=[common, tools], formatter_class=formatter,
+        help="run one agent with the tools",
+        usage="python -m loopback run [options] -- AGENT [ARGS...]",
+        description=RUN_DESCRIPTION,
+        epilog=f"formats:\n{_formats_help()}\n\n{EXIT_CODES}",
+    )
+    run.add_argument("--format", choices=clients.FORMATS, default=None, metavar="FORMAT",
+                     help="the agent's config format (default: AGENT's name if it is claude, codex, gemini "
+                          "or opencode, else generic)")
+    run.add_argument("--port", type=_port, default=None,
+                     help="port to listen on; taken is an error (default: $LOOPBACK_PORT, else any free port)")
+    run.add_argument("--header", type=_header, action="append", default=[], metavar="'NAME: VALUE'",
+                     help="a header bound to this run's token (tools see it whatever a request claims) "
+                          "and sent by the agent; repeatable")
+    run.add_argument("--no-owner", action="store_true", help="hide tools registered with owner_only=True")
+    run.add_argument("--allow", action="append", default=[], metavar="TOOL",
+                     help="let the agent list and call only this tool; repeatable (default: every tool)")
+    run.add_argument("--name", default="loopback", help="server name in the config (default loopback)")
+    run.add_argument("agent", nargs="+", metavar="AGENT [ARGS...]", help="the agent's command line, after --")
+    run.set_defaults(run=_run)
     return parser
 
 
@@ -140,4 +512,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(args.run(args))
     except CliError as exc:
         print(f"loopback: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.code

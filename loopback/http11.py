@@ -146,5 +146,29 @@ def parse_header_lines(lines: list[bytes]) -> Headers:
 
 
 def parse_head(request_line: bytes, header_lines: list[bytes]) -> RequestHead:
+    """A whole request head, with the framing rules that need no body (RFC 9112 3.2, 6.1, 6.3)."""
     method, target, version = parse_request_line(request_line)
-    return RequestHead(method, target, version, parse_header_lines(header_lines))
+    headers = parse_header_lines(header_lines)
+    if version >= (1, 1) and "Host" not in headers:
+        raise HeadError(400, "Bad Request: missing Host header")
+    codings = [c.strip().lower() for v in headers.get_all("Transfer-Encoding") for c in v.split(",")]
+    if codings:
+        # Without chunked last, or from an HTTP/1.0 client, the body's end cannot be
+        # known: faulty framing, answered 400 with the connection closed.
+        if version < (1, 1):
+            raise HeadError(400, "Bad Request: Transfer-Encoding in an HTTP/1.0 request")
+        if codings[-1] != "chunked":
+            raise HeadError(400, "Bad Request: chunked must be the final transfer coding")
+    return RequestHead(method, target, version, headers)
+
+
+def split_absolute_form(target: str) -> Optional[tuple[str, str]]:
+    """(authority, origin-form path) of an absolute-form target (RFC 9112 3.2.2), else None."""
+    scheme, sep, rest = target.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    authority, slash, path = rest.partition("/")
+    authority, query_sep, query = authority.partition("?")
+    if query_sep:  # "http://host?x": an empty path with a query
+        return authority, "/?" + query
+    return authority, slash + path if slash else "/"

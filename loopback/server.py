@@ -27,6 +27,9 @@ from .transport import MCP_PATH, McpRequestHandler, is_loopback_host
 _log = logging.getLogger("loopback")
 
 
+# How long close() waits once more after cutting off the stragglers' sockets.
+_WRITE_SHUTDOWN_GRACE = 0.5
+
 class LoopbackError(Exception):
     """Base class of the errors this package raises."""
 
@@ -92,6 +95,8 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
         self.extra_hosts: frozenset[str] = frozenset()
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._connections_lock = threading.Lock()
+        # Sockets a response is being written to right now (see end_connections).
+        self.writing: set[socket.socket] = set()
         self._wake_reader, self._wake_writer = socket.socketpair()
         try:
             super().__init__(address, McpRequestHandler)
@@ -184,9 +189,21 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
             if thread is not current:
                 thread.join(max(0.0, deadline - time.monotonic()))
         with self._connections_lock:
-            stragglers = [t for t in self._connections.values() if t is not current and t.is_alive()]
-        if stragglers:
-            _log.warning("%d request(s) still running after close()", len(stragglers))
+            stragglers = [(s, t) for s, t in self._connections.items() if t is not current and t.is_alive()]
+        # Past the grace period, a thread blocked writing to a client that stopped
+        # reading gets EPIPE now rather than at idle_timeout. One still running a tool
+        # is left alone: its caller gets the answer when the tool returns.
+        blocked = [(s, t) for s, t in stragglers if s in self.writing]
+        for sock, _ in blocked:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for _, thread in blocked:
+            thread.join(_WRITE_SHUTDOWN_GRACE)
+        running = sum(thread.is_alive() for _, thread in stragglers)
+        if running:
+            _log.warning("%d request(s) still running after close()", running)
 
 
 def _bind(host: str, port: int, fallback: bool, make: Callable[[tuple[str, int], int], _HTTPServer]) -> _HTTPServer:

@@ -21,8 +21,9 @@ class Settings:
     Attributes:
         max_body_bytes: largest request body accepted; a larger one gets 413 and is
             never read (1 MiB).
-        body_timeout: seconds a whole request body may take to arrive; a body that
-            trickles in slower gets 408 and the connection is closed (30 s).
+        body_timeout: seconds a whole request head, and then its body, may take to
+            arrive once its first byte has come; a body that trickles in slower gets 408,
+            a head is dropped, and the connection is closed (30 s).
         idle_timeout: seconds a keep-alive connection may sit between requests before
             the server closes it, so silent clients cannot pin threads forever (120 s).
         close_timeout: seconds ``close()`` waits for requests still running (5 s).

@@ -32,6 +32,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` for an error result; an exception whose ``str()`` fails is still named."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(its message could not be formatted)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
 class CallBlocked(Exception):
     """Raised by a before-call hook to refuse a call; ``reason`` reaches the model."""
 
@@ -137,10 +146,12 @@ class Tool:
         except _ToolTimeout:
             _log.warning("tool %r timed out after %g s", self.name, timeout)
             return error_result(f"Tool {self.name!r} timed out after {timeout:g} seconds")
-        except Exception as exc:
+        # SystemExit and KeyboardInterrupt too: raised by a tool, they would otherwise
+        # unwind the connection thread and leave the client without an answer.
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
             _log.warning("tool %r raised %s", self.name, type(exc).__name__)
             _log.debug("tool %r failed", self.name, exc_info=True)
-            return error_result(f"Tool {self.name!r} failed: {type(exc).__name__}: {exc}")
+            return error_result(f"Tool {self.name!r} failed: {_describe(exc)}")
         result = to_call_result(value, self.output)
         if self.output is not None and "structuredContent" in result:
             try:

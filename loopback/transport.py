@@ -140,6 +140,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
     _body_read = False
     request_headers: http11.Headers = http11.Headers([])
     _grant: Optional[Grant] = None
+    _authority: Optional[str] = None  # of an absolute-form request target
 
     # -- connection life ---------------------------------------------------
 
@@ -161,9 +162,15 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         self._body_read = False
         self.command = self.request_version = self.requestline = ""
         try:
-            line = self.rfile.readline(http11.MAX_LINE + 1)
+            if not self.rfile.peek(1):  # waits up to idle_timeout for the next request
+                self.close_connection = True
+                return
+            # The first byte has come: the whole head gets body_timeout, in total, so a
+            # client trickling one byte at a time cannot pin this thread.
+            deadline = time.monotonic() + self.server.settings.body_timeout
+            line = self._head_line(deadline)
             if line in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore a stray CRLF before a request
-                line = self.rfile.readline(http11.MAX_LINE + 1)
+                line = self._head_line(deadline)
             if not line:
                 self.close_connection = True
                 return
@@ -173,7 +180,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
                 return
             header_lines: list[bytes] = []
             while True:
-                field = self.rfile.readline(http11.MAX_LINE + 1)
+                field = self._head_line(deadline)
                 if not field:  # the client left mid-head
                     self.close_connection = True
                     return
@@ -183,6 +190,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
                     self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                     return
                 header_lines.append(field)
+            self.connection.settimeout(self._idle_timeout)
             try:
                 head = http11.parse_head(line, header_lines)
             except http11.HeadError as exc:
@@ -191,14 +199,41 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
                 return
             self.command, self.path, self.request_version = head.method, head.target, head.version_text
             self.request_headers = head.headers
+            self._authority = None
+            absolute = http11.split_absolute_form(head.target)
+            if absolute is not None:  # RFC 9112 3.2.2: the target's authority replaces Host
+                self._authority, self.path = absolute
             self.close_connection = not head.keep_alive
             # "100 Continue" is sent only once the request has passed every check that
             # needs no body (see _read_body), so a refused body is never sent.
             self._expect_continue = head.expects_continue
             self._route()
-        except (TimeoutError, ConnectionError, OSError) as exc:
+        except (TimeoutError, ConnectionError, OSError, _BodyTimeout) as exc:
             _log.debug("connection from %s ended: %s", self.client_address[0], type(exc).__name__)
             self.close_connection = True
+
+    def _head_line(self, deadline: float) -> bytes:
+        """One line of a request head (at most MAX_LINE + 1 bytes), complete before ``deadline``.
+
+        ``readline`` would restart the socket timeout at every byte received, so a line
+        is taken from what is buffered, one ``recv`` at a time, checking the deadline.
+        """
+        rfile = self.rfile
+        parts: list[bytes] = []
+        room = http11.MAX_LINE + 1
+        while True:
+            self._set_deadline(deadline)
+            buffered = rfile.peek(1)  # what is buffered, or one recv when nothing is
+            if not buffered:
+                return b"".join(parts)
+            end = buffered.find(b"\n", 0, room)
+            taken = rfile.read(end + 1 if end >= 0 else min(len(buffered), room))
+            if end >= 0 and not parts:
+                return taken
+            parts.append(taken)
+            room -= len(taken)
+            if end >= 0 or room <= 0:
+                return b"".join(parts)
 
     @staticmethod
     def date_time_string(timestamp: Optional[float] = None) -> str:
@@ -238,7 +273,12 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         # A response to HEAD has no content (RFC 9110 9.3.2), only its Content-Length.
-        self.wfile.write(head if self.command == "HEAD" else head + body)
+        writing = self.server.writing
+        writing.add(self.connection)  # close() may cut a write a client stopped reading
+        try:
+            self.wfile.write(head if self.command == "HEAD" else head + body)
+        finally:
+            writing.discard(self.connection)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug('%s "%s" %d %d', self.client_address[0], self.requestline, status, len(body))
 
@@ -269,7 +309,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
     def _route(self) -> None:
         refusal = self._check_host() or self._check_origin()
         if refusal:
-            self._refuse(HTTPStatus.FORBIDDEN, refusal)
+            self._refuse(*refusal)
             return
         path = self.path.split("?", 1)[0]  # the target exactly as sent
         if path != MCP_PATH:
@@ -295,22 +335,22 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
             return
         self._post()
 
-    def _check_host(self) -> Optional[str]:
-        value = self.request_headers.get("Host")
-        if value is None:
-            # HTTP/1.0 clients may omit Host; browsers (the rebinding threat) never do.
-            return None if self.request_version == "HTTP/1.0" else "Forbidden: missing Host header"
+    def _check_host(self) -> Optional[tuple[HTTPStatus, str]]:
+        """DNS-rebinding defence: the request must name a loopback host and our port."""
+        value = self._authority if self._authority is not None else self.request_headers.get("Host")
+        if value is None:  # only HTTP/1.0 may omit Host (http11 refuses it for 1.1)
+            return None
         try:
             host, port = _split_host_port(value)
-        except ValueError:
-            return "Forbidden: malformed Host header"
+        except ValueError:  # RFC 9112 3.2: an invalid Host is a 400, not a policy refusal
+            return HTTPStatus.BAD_REQUEST, "Bad Request: malformed Host header"
         if not (is_loopback_host(host) or host.lower() in self.server.extra_hosts):
-            return "Forbidden: Host must be a loopback name"
+            return HTTPStatus.FORBIDDEN, "Forbidden: Host must be a loopback name"
         if (port if port is not None else 80) != self.server.server_port:
-            return "Forbidden: Host names another port"
+            return HTTPStatus.FORBIDDEN, "Forbidden: Host names another port"
         return None
 
-    def _check_origin(self) -> Optional[str]:
+    def _check_origin(self) -> Optional[tuple[HTTPStatus, str]]:
         origin = self.request_headers.get("Origin")
         if origin is None:
             return None
@@ -323,11 +363,11 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
             hostname = parts.hostname
             parts.port  # noqa: B018 - raises ValueError for a malformed port
         except ValueError:
-            return "Forbidden: malformed Origin"
+            return HTTPStatus.FORBIDDEN, "Forbidden: malformed Origin"
         if parts.scheme in ("http", "https") and hostname and is_loopback_host(hostname):
             self._cors_origin = origin.strip()
             return None
-        return "Forbidden: cross-site Origin"
+        return HTTPStatus.FORBIDDEN, "Forbidden: cross-site Origin"
 
     def _preflight(self) -> None:
         self._send(

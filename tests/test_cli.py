@@ -1,23 +1,37 @@
-"""`python -m loopback serve` as a user runs it: a real subprocess, real HTTP, real signals."""
+"""`python -m loopback serve` and `config` as a user runs them: real subprocesses, real HTTP,
+real signals. Every serve here announces itself in a temporary LOOPBACK_RUNTIME_DIR."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from conftest import Client
+from conftest import Client, port_accepts
+from loopback.clients import FORMATS
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the serves of a test announce themselves (never the user's own directory)."""
+    directory = tmp_path / "runtime"
+    monkeypatch.setenv("LOOPBACK_RUNTIME_DIR", str(directory))
+    monkeypatch.delenv("LOOPBACK_PORT", raising=False)
+    return directory
 
 
 def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -26,6 +40,56 @@ def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[st
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **(env or {})},
     )
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loopback", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _config_block(text: str) -> str:
+    """The client config serve printed: the lines after its header, up to the blank line."""
+    after = text.split(" (save it as FILE", 1)[1].split("\n", 1)[1]
+    return after.split("\n\n", 1)[0] + "\n"
+
+
+def _exports(text: str) -> dict[str, str]:
+    """The variables the printed `export` lines set, as a shell would."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export "):].partition("=")
+            env[name] = shlex.split(value)[0]
+    return env
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """What a client makes of its variable references: ${NAME}, ${env:NAME}, {env:NAME}."""
+    return re.sub(r"\$\{env:(\w+)\}|\$\{(\w+)\}|\{env:(\w+)\}",
+                  lambda m: env[next(g for g in m.groups() if g)], value)
+
+
+def _works(url: str, headers: dict[str, str]) -> None:
+    """A real tools/call made with nothing but a printed config."""
+    port = int(re.fullmatch(r"http://127\.0\.0\.1:(\d+)/mcp", url).group(1))
+    client = Client(port, None)
+    try:
+        client.conn.request("POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "echo", "arguments": {"text": "hi"}}}), client.headers(**headers))
+        response = client.conn.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 200 and answer["result"]["content"] == [{"type": "text", "text": "hi"}], answer
+    finally:
+        client.close()
 
 
 def _read_banner(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
@@ -54,20 +118,19 @@ def served() -> Iterator[tuple[subprocess.Popen[str], int, str, str]]:
         port, token, text = _read_banner(proc)
         yield proc, port, token, text
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        _stop(proc)
 
 
 def test_serve_prints_url_token_and_a_config_that_works(served):
     proc, port, token, text = served
-    config = json.loads(text[text.index("{"): text.rindex("}") + 1])
+    config = json.loads(_config_block(text))
     entry = config["mcpServers"]["loopback"]
     assert entry["type"] == "http" and entry["url"] == f"http://127.0.0.1:{port}/mcp"
-    assert entry["headers"]["Authorization"] == f"Bearer {token}"
+    # The token travels in the environment: the config names it, an export line sets it.
+    assert entry["headers"]["Authorization"] == "Bearer ${LOOPBACK_TOKEN}"
+    assert _exports(text) == {"LOOPBACK_TOKEN": token}
+    assert "# agent arguments: --mcp-config FILE --allowedTools mcp__loopback --strict-mcp-config" in text
+    _works(entry["url"], {k: _expand(v, _exports(text)) for k, v in entry["headers"].items()})
     client = Client(port, token)
     try:
         client.initialize()
@@ -145,23 +208,131 @@ def test_serve_on_a_pinned_port_from_the_environment():
         (["serve", "--tools", "json"], 1, "no tools were registered by json"),
         (["serve", "--port", "70000"], 2, "port out of range"),
         (["serve", "--host", "0.0.0.0"], 1, "refusing to bind non-loopback host"),
+        (["serve", "--format", "emacs"], 2, "invalid choice: 'emacs'"),
+        (["config"], 2, "the following arguments are required: --format"),
+        (["config", "--format", "emacs"], 2, "invalid choice: 'emacs'"),
+        (["config", "--format", "claude"], 1, "no running `python -m loopback serve` found"),
         (["frobnicate"], 2, "invalid choice"),
     ],
 )
 def test_errors_are_one_clear_line_and_an_exit_code(args, code, message):
-    proc = subprocess.run([sys.executable, "-m", "loopback", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=30)
+    proc = _cli(*args)
     assert proc.returncode == code
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
+def test_serve_on_an_explicit_port_that_is_taken_fails_rather_than_moving():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = _cli("serve", "--port", str(port))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"loopback: error: cannot listen on 127.0.0.1:{port}: the port is already in use"
+
+
+@pytest.mark.parametrize("verb", ["serve", "config", "run"])
+def test_help_of_each_verb_documents_formats_and_exit_codes(verb):
+    out = _cli(verb, "--help")
+    assert out.returncode == 0
+    assert "--format" in out.stdout and "exit codes:" in out.stdout
+    assert all(format in out.stdout for format in FORMATS)
+
+
 def test_help_and_version():
-    out = subprocess.run([sys.executable, "-m", "loopback", "serve", "--help"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=30)
+    out = _cli("serve", "--help")
     assert out.returncode == 0 and "--tools" in out.stdout and "--port" in out.stdout
-    version = subprocess.run([sys.executable, "-m", "loopback", "--version"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=30)
+    assert "exit codes:" in _cli("--help").stdout
+    version = _cli("--version")
     import loopback
 
     assert version.stdout.strip() == f"loopback {loopback.__version__}"
+
+
+# --- every format -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_serve_prints_a_parseable_config_in_every_format(format):
+    proc = _spawn("serve", "--format", format)
+    try:
+        port, token, text = _read_banner(proc)
+    finally:
+        _stop(proc)
+    block = _config_block(text)
+    parsed = tomllib.loads(block) if format == "codex" else json.loads(block)
+    assert f"127.0.0.1:{port}" in json.dumps(parsed)
+    env = _exports(text)
+    if format in ("zed", "generic"):  # clients that expand no variables: the token is in the file
+        assert token in block and env == {}
+    else:
+        assert token not in block and env == {"LOOPBACK_TOKEN": token}
+
+
+# --- the runtime file and `config` ---------------------------------------------------------
+
+
+def _runtime_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("serve-*.json")) if directory.exists() else []
+
+
+def test_serve_announces_itself_in_a_private_runtime_file_removed_on_sigterm(served, runtime_dir):
+    proc, port, token, _ = served
+    (path,) = _runtime_files(runtime_dir)
+    assert path.name == f"serve-{proc.pid}.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(runtime_dir.stat().st_mode) == 0o700
+    record = json.loads(path.read_text())
+    assert record["pid"] == proc.pid and record["port"] == port and record["token"] == token
+    assert record["url"] == f"http://127.0.0.1:{port}/mcp" and "T" in record["started"]
+    assert list(runtime_dir.iterdir()) == [path]  # no temporary file left beside it
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert _runtime_files(runtime_dir) == [] and not port_accepts(port)
+
+
+def test_config_finds_the_running_serve_and_prints_a_config_that_works(served):
+    _, port, token, _ = served
+    out = _cli("config", "--format", "generic")
+    assert out.returncode == 0, out.stderr
+    config = json.loads(out.stdout)  # stdout is the config alone
+    assert config == {"url": f"http://127.0.0.1:{port}/mcp", "headers": {"Authorization": f"Bearer {token}"}}
+    _works(config["url"], config["headers"])
+
+    out = _cli("config", "--format", "claude", "--name", "host-tools")
+    assert out.returncode == 0, out.stderr
+    entry = json.loads(out.stdout)["mcpServers"]["host-tools"]
+    env = _exports(out.stderr)  # the export lines a user copies, on stderr
+    assert env == {"LOOPBACK_TOKEN": token}
+    assert all(line.startswith(("#", "export ")) for line in out.stderr.splitlines())  # eval-able
+    _works(entry["url"], {k: _expand(v, env) for k, v in entry["headers"].items()})
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, timeout=30)
+    return int(proc.stdout)
+
+
+def _stale_file(directory: Path, **record: Any) -> Path:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"serve-{record['pid']}.json"
+    path.write_text(json.dumps({"url": "http://127.0.0.1:9/mcp", "port": 9, "token": "t" * 43, **record}))
+    return path
+
+
+def test_config_ignores_and_removes_the_file_of_a_dead_serve(runtime_dir):
+    stale = _stale_file(runtime_dir, pid=_dead_pid(), started="2999-01-01T00:00:00+00:00")
+    out = _cli("config", "--format", "claude")
+    assert out.returncode == 1 and "no running `python -m loopback serve` found" in out.stderr
+    assert not stale.exists()
+
+
+def test_config_prefers_the_live_serve_over_a_newer_stale_file(served, runtime_dir):
+    _, port, _, _ = served
+    stale = _stale_file(runtime_dir, pid=_dead_pid(), started="2999-01-01T00:00:00+00:00")
+    garbage = runtime_dir / "serve-1.json"
+    garbage.write_text("not json")
+    out = _cli("config", "--format", "generic")
+    assert out.returncode == 0 and json.loads(out.stdout)["url"] == f"http://127.0.0.1:{port}/mcp"
+    assert not stale.exists() and garbage.exists()  # what it cannot read, it leaves alone

@@ -10,6 +10,8 @@ from loopback.http11 import HeadError, parse_head, parse_header_lines, parse_req
 
 
 def head(*fields: bytes, line: bytes = b"POST /mcp HTTP/1.1\r\n") -> http11.RequestHead:
+    if not any(f.lower().startswith(b"host:") for f in fields):
+        fields += (b"Host: 127.0.0.1",)  # HTTP/1.1 requires it
     return parse_head(line, [f + b"\r\n" for f in fields])
 
 
@@ -99,6 +101,28 @@ def test_keep_alive(line, fields, keep_alive):
     assert head(*fields, line=line).keep_alive is keep_alive
 
 
+@pytest.mark.parametrize("fields, line", [
+    ((), b"POST /mcp HTTP/1.1\r\n"),  # HTTP/1.1 without Host (RFC 9112 3.2)
+    ((b"Host: a", b"Transfer-Encoding: chunked"), b"POST /mcp HTTP/1.0\r\n"),  # 6.1
+    ((b"Host: a", b"Transfer-Encoding: chunked, gzip"), b"POST /mcp HTTP/1.1\r\n"),  # 6.3
+])
+def test_framing_the_body_cannot_rely_on_is_a_bad_request(fields, line):
+    with pytest.raises(HeadError) as caught:
+        parse_head(line, [f + b"\r\n" for f in fields])
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("target, split", [
+    ("/mcp", None),
+    ("http://127.0.0.1:8/mcp?x=1", ("127.0.0.1:8", "/mcp?x=1")),
+    ("HTTP://[::1]:8", ("[::1]:8", "/")),
+    ("http://localhost?q", ("localhost", "/?q")),
+    ("ftp://h/mcp", None),
+])
+def test_absolute_form_targets_split_into_authority_and_path(target, split):
+    assert http11.split_absolute_form(target) == split
+
+
 def test_expect_continue_only_for_http11():
     assert head(b"Expect: 100-Continue").expects_continue
     assert not head(b"Expect: 100-continue", line=b"POST /mcp HTTP/1.0\r\n").expects_continue
@@ -163,7 +187,8 @@ PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
         (b"chunked", b"%x\r\n%s\r\n0\r\n\r\n" % (len(PING), PING), 200),
         (b"Chunked", b"%x\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % (len(PING), PING), 200),
         (b"gzip, chunked", b"%x\r\n%s\r\n0\r\n\r\n" % (len(PING), PING), 501),
-        (b"identity", PING, 501),
+        (b"identity", PING, 400),  # chunked must come last (RFC 9112 6.3 rule 4)
+        (b"chunked, identity", PING, 400),
         (b"chunked", b"%x\r\n%s\r\n0\r\n" % (len(PING), PING) + b"X-T: 1\r\n" * 200 + b"\r\n", 431),
     ],
 )

@@ -264,8 +264,8 @@ TABLE = [
     case("host-evil-no-token", 403, -32000, headers={"Host": "evil.example:{port}", "Authorization": None}),
     case("host-other-port", 403, -32000, headers={"Host": "127.0.0.1:{other}"}),
     case("host-without-port", 403, -32000, headers={"Host": "127.0.0.1"}),
-    case("host-missing", 403, -32000, headers={"Host": None}),
-    case("host-malformed", 403, -32000, headers={"Host": "127.0.0.1:{port}:1"}),
+    case("host-missing", 400, -32000, headers={"Host": None}),  # RFC 9112 3.2
+    case("host-malformed", 400, -32000, headers={"Host": "127.0.0.1:{port}:1"}),
     case("host-localhost", 200, check=_is_ping_answer, headers={"Host": "localhost:{port}"}),
     case("host-127", 200, check=_is_ping_answer, headers={"Host": "127.0.0.1:{port}"}),
     case("host-ipv6-loopback", 200, check=_is_ping_answer, headers={"Host": "[::1]:{port}"}),
