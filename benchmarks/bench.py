@@ -16,7 +16,9 @@ stateless, JSON responses, uvicorn; see ``serve_sdk.py``):
 1. import time, in fresh subprocesses: ``import loopback``, ``from mcp.server.mcpserver
    import MCPServer`` and (for reference) ``import http.server``; median of ``--cold-runs``.
 2. spawn → first ``tools/call`` answered: a fresh process that starts the server with
-   one tool; the client polls (every 0.5 ms) until a call is answered correctly. Then
+   one tool; the client polls (every 0.5 ms; each attempt a fresh connection with
+   ``initialize``, ``notifications/initialized`` and the call, what an MCP client does)
+   until a call is answered correctly. Then
    the idle RSS of that process (``VmRSS`` from ``/proc/PID/status``). Median of ``--cold-runs``.
 3. loopback only: a cold ``loopback.ensure()`` (first call in a fresh process, until the
    server listens) and a warm ``ensure()`` (ns per call), and a check that a warm
@@ -95,6 +97,7 @@ LOCK_CHECK_CALLS = 10_000
 
 NAMES = ("floor", "loopback", "sdk")
 SDK_IMPORT = "from mcp.server.mcpserver import MCPServer"
+LOOPBACK_SERVER_IMPORT = "import loopback, loopback.server"
 
 # Targets (issue 6). Ratios are loopback / floor unless said otherwise.
 TARGET_P50_VS_FLOOR = 1.0
@@ -125,20 +128,26 @@ def _check_answer(data: bytes) -> bool:
     )
 
 
-def _connect(port: int, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, int]:
+def _connect(port: int, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, dict[str, str], int]:
     """A keep-alive connection that has done initialize + notifications/initialized.
 
-    Returns the connection and the number of handshake errors (0 or more).
+    Returns the connection, the headers to send on it from now on (``headers`` plus the
+    ``Mcp-Session-Id`` the server gave, if it gave one: a stateful server such as
+    loopback requires it, a stateless one gives none) and the number of handshake errors.
     """
     conn = http.client.HTTPConnection(HOST, port, timeout=CLIENT_TIMEOUT)
     errors = 0
+    session_headers = headers
     try:
         conn.request("POST", PATH, INIT_BODY, headers)
         response = conn.getresponse()
         data = response.read()
         if response.status != 200 or "result" not in json.loads(data):
             errors += 1
-        conn.request("POST", PATH, INITIALIZED_BODY, headers)
+        session = response.getheader("Mcp-Session-Id")
+        if session:
+            session_headers = {**headers, "Mcp-Session-Id": session}
+        conn.request("POST", PATH, INITIALIZED_BODY, session_headers)
         response = conn.getresponse()
         response.read()
         if response.status not in (200, 202):
@@ -146,17 +155,20 @@ def _connect(port: int, headers: dict[str, str]) -> tuple[http.client.HTTPConnec
     except Exception:
         errors += 1
         conn.close()
-    return conn, errors
+    return conn, session_headers, errors
 
 
-def client_loop(port: int, headers: dict[str, str], conn: http.client.HTTPConnection,
-                max_calls: int, deadline_ns: int, latencies: list[int]) -> tuple[http.client.HTTPConnection, int, int, int]:
+def client_loop(port: int, headers: dict[str, str], conn: http.client.HTTPConnection, session_headers: dict[str, str],
+                max_calls: int, deadline_ns: int,
+                latencies: list[int]) -> tuple[http.client.HTTPConnection, dict[str, str], int, int, int]:
     """Send CALL_BODY on ``conn`` until ``max_calls`` calls or ``deadline_ns`` (perf_counter_ns).
 
-    Appends each call's latency (ns) to ``latencies``. Returns (connection, calls,
-    errors, closes). An error is a non-200 status, a wrong answer or an exception;
-    after an exception the connection is replaced (and its handshake errors counted
-    too). ``closes`` counts responses that ended the keep-alive connection.
+    ``headers`` are the base headers, ``session_headers`` what ``_connect`` returned for
+    ``conn``. Appends each call's latency (ns) to ``latencies``. Returns (connection,
+    its session headers, calls, errors, closes). An error is a non-200 status, a wrong
+    answer or an exception; after an exception the connection is replaced (a new
+    handshake, its errors counted too). ``closes`` counts responses that ended the
+    keep-alive connection.
     """
     perf = time.perf_counter_ns
     append = latencies.append
@@ -166,7 +178,7 @@ def client_loop(port: int, headers: dict[str, str], conn: http.client.HTTPConnec
         if t0 >= deadline_ns:
             break
         try:
-            conn.request("POST", PATH, CALL_BODY, headers)
+            conn.request("POST", PATH, CALL_BODY, session_headers)
             response = conn.getresponse()
             data = response.read()
             status = response.status
@@ -177,7 +189,7 @@ def client_loop(port: int, headers: dict[str, str], conn: http.client.HTTPConnec
             calls += 1
             errors += 1
             conn.close()
-            conn, handshake_errors = _connect(port, headers)
+            conn, session_headers, handshake_errors = _connect(port, headers)
             errors += handshake_errors
             continue
         append(perf() - t0)
@@ -188,7 +200,7 @@ def client_loop(port: int, headers: dict[str, str], conn: http.client.HTTPConnec
             ok = False
         if not ok:
             errors += 1
-    return conn, calls, errors, closes
+    return conn, session_headers, calls, errors, closes
 
 
 def _percentile(ordered: list[int], p: float) -> int:
@@ -232,13 +244,13 @@ def _worker() -> None:
     if spec["mode"] == "latency":
         # One keep-alive connection per target; calls alternate between the targets in
         # blocks, so that drift in the machine's speed hits every target alike.
-        conns = {}
+        conns, sessions = {}, {}
         for t in targets:
-            conns[t["name"]], handshake_errors[t["name"]] = _connect(int(t["port"]), t["headers"])
+            conns[t["name"]], sessions[t["name"]], handshake_errors[t["name"]] = _connect(int(t["port"]), t["headers"])
         for t in targets:  # warm-up: not timed, not counted
-            conns[t["name"]], _, _, _ = client_loop(int(t["port"]), t["headers"], conns[t["name"]],
-                                                    int(spec.get("warmup", WARMUP_CALLS)),
-                                                    time.perf_counter_ns() + 30 * 10**9, [])
+            conns[t["name"]], sessions[t["name"]], _, _, _ = client_loop(
+                int(t["port"]), t["headers"], conns[t["name"]], sessions[t["name"]],
+                int(spec.get("warmup", WARMUP_CALLS)), time.perf_counter_ns() + 30 * 10**9, [])
         print("READY", flush=True)
         if sys.stdin.readline().strip() != "GO":
             return
@@ -254,8 +266,8 @@ def _worker() -> None:
                     continue
                 block(t["name"])
                 cpu0, t0 = time.process_time(), time.perf_counter_ns()
-                conns[t["name"]], calls, errors, closes = client_loop(
-                    int(t["port"]), t["headers"], conns[t["name"]], want, deadline, st["lat"])
+                conns[t["name"]], sessions[t["name"]], calls, errors, closes = client_loop(
+                    int(t["port"]), t["headers"], conns[t["name"]], sessions[t["name"]], want, deadline, st["lat"])
                 st["elapsed_ns"] += time.perf_counter_ns() - t0
                 st["cpu"] += time.process_time() - cpu0
                 st["calls"] += calls
@@ -277,8 +289,8 @@ def _worker() -> None:
     port, headers, n = int(t["port"]), t["headers"], int(spec["connections"])
     connections = []
     for _ in range(n):
-        conn, errs = _connect(port, headers)
-        connections.append(conn)
+        conn, session_headers, errs = _connect(port, headers)
+        connections.append((conn, session_headers))
         handshake_errors[t["name"]] += errs
     print("READY", flush=True)
     if sys.stdin.readline().strip() != "GO":
@@ -293,7 +305,8 @@ def _worker() -> None:
 
     def run(i: int) -> None:
         barrier.wait()
-        results_[i] = client_loop(port, headers, connections[i], per_thread, box["deadline"], lat_lists[i])
+        conn, session_headers = connections[i]
+        results_[i] = client_loop(port, headers, conn, session_headers, per_thread, box["deadline"], lat_lists[i])
         ends[i] = time.perf_counter_ns()
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
@@ -308,13 +321,13 @@ def _worker() -> None:
     elapsed_ns = (max(ends) if all(ends) else time.perf_counter_ns()) - start
     client_cpu = time.process_time() - cpu0
     done = [r for r in results_ if r]
-    for conn in [r[0] for r in done] or connections:
+    for conn in [r[0] for r in done] or [c for c, _ in connections]:
         conn.close()
     out = {
-        "calls": sum(r[1] for r in done),
-        "errors": sum(r[2] for r in done) + (n - len(done)),  # a thread that never finished counts once
+        "calls": sum(r[2] for r in done),
+        "errors": sum(r[3] for r in done) + (n - len(done)),  # a thread that never finished counts once
         "handshake_errors": handshake_errors[t["name"]],
-        "closes": sum(r[3] for r in done),
+        "closes": sum(r[4] for r in done),
         "elapsed_s": elapsed_ns / 1e9,
         "client_cpu_s": client_cpu,
         "lat_ns": [x for lst in lat_lists for x in lst],
@@ -326,9 +339,26 @@ def _worker() -> None:
 # Child processes: import time, spawn → first call, idle RSS, the SDK server
 # --------------------------------------------------------------------------
 
+# Every child interpreter reads and writes its .pyc files here, once, and reuses them: an
+# environment with PYTHONDONTWRITEBYTECODE set (or a read-only tree) would otherwise make
+# every import compile its sources again, and the import, spawn and cold-start figures
+# would measure the compiler. A prefix of its own also keeps the SDK's venv untouched.
+PYCACHE_PREFIX = os.path.join(tempfile.gettempdir(), f"loopback-bench-pycache-{os.getuid()}")
+
+
+# The floor and loopback children are stdlib only, so they run without ``site`` (``-S``):
+# a .pth file in site-packages may import modules at every startup (this machine's
+# imports certifi, and with it pathlib, re, zipfile, ...), which would make their
+# imports look cheaper and their memory larger than on a clean interpreter. The SDK's
+# interpreter needs its site-packages and keeps ``site``.
+STDLIB_PYTHON = [sys.executable, "-S"]
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("LOOPBACK_PORT", None)  # a cold start must pick a free port
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE_PREFIX
     return env
 
 
@@ -399,7 +429,7 @@ class ServerProcess:
 
 
 def _poll_first_call(port: int, headers: dict[str, str], server: ServerProcess, timeout: float) -> int:
-    """Send CALL_BODY on fresh connections until one is answered correctly; the attempts it took.
+    """Handshake and send CALL_BODY on fresh connections until one is answered correctly; the attempts it took.
 
     Raises RuntimeError if the process exits or ``timeout`` passes first.
     """
@@ -407,12 +437,14 @@ def _poll_first_call(port: int, headers: dict[str, str], server: ServerProcess, 
     attempts = 0
     while True:
         attempts += 1
-        conn = http.client.HTTPConnection(HOST, port, timeout=CLIENT_TIMEOUT)
+        # What an MCP client does: initialize, notifications/initialized, then the call.
+        conn, session_headers, handshake_errors = _connect(port, headers)
         try:
-            conn.request("POST", PATH, CALL_BODY, headers)
-            response = conn.getresponse()
-            if response.status == 200 and _check_answer(response.read()):
-                return attempts
+            if not handshake_errors:
+                conn.request("POST", PATH, CALL_BODY, session_headers)
+                response = conn.getresponse()
+                if response.status == 200 and _check_answer(response.read()):
+                    return attempts
         except (OSError, http.client.HTTPException, ValueError):
             pass  # not listening yet (or not answering yet)
         finally:
@@ -440,12 +472,12 @@ def _spawn_specs(sdk_python: Optional[str], one_write_floor: bool) -> dict[str, 
 
     def floor_() -> tuple[list[str], int, dict[str, str]]:
         port = _free_port()
-        argv = [sys.executable, os.path.join(HERE, "floor.py"), str(port)] + (["one-write"] if one_write_floor else [])
+        argv = STDLIB_PYTHON + [os.path.join(HERE, "floor.py"), str(port)] + (["one-write"] if one_write_floor else [])
         return argv, port, _headers(DUMMY_TOKEN)
 
     def loopback_() -> tuple[list[str], int, dict[str, str]]:
         port, token = _free_port(), secrets.token_urlsafe(32)
-        return [sys.executable, os.path.join(HERE, "serve_loopback.py"), str(port), token], port, _headers(token)
+        return STDLIB_PYTHON + [os.path.join(HERE, "serve_loopback.py"), str(port), token], port, _headers(token)
 
     specs: dict[str, Callable[[], tuple[list[str], int, dict[str, str]]]] = {"floor": floor_, "loopback": loopback_}
     if sdk_python:
@@ -508,8 +540,8 @@ def _import_code(statement: str, with_root: bool) -> str:
             f"t1 = time.perf_counter_ns()\nprint(before, t1 - t0, len(sys.modules) - before)\n")
 
 
-def _run_snippet(code: str, python: str = sys.executable, timeout: float = 120.0) -> list[int]:
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True,
+def _run_snippet(code: str, python: list[str], timeout: float = 120.0) -> list[int]:
+    proc = subprocess.run(python + ["-c", code], capture_output=True, text=True,
                           timeout=timeout, env=_child_env(), cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"subprocess failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -519,11 +551,14 @@ def _run_snippet(code: str, python: str = sys.executable, timeout: float = 120.0
 def measure_imports(sdk_python: Optional[str], runs: int, warm_up: bool = True) -> dict[str, dict[str, Any]]:
     """Import time in fresh processes, ``perf_counter_ns`` around the import; median of ``runs``."""
     snippets = {
-        "floor": (sys.executable, _import_code("import http.server", False), "import http.server"),
-        "loopback": (sys.executable, _import_code("import loopback", True), "import loopback"),
+        "floor": (STDLIB_PYTHON, _import_code("import http.server", False), "import http.server"),
+        "loopback": (STDLIB_PYTHON, _import_code("import loopback", True), "import loopback"),
     }
     if sdk_python:
-        snippets["sdk"] = (sdk_python, _import_code(SDK_IMPORT, False), SDK_IMPORT)
+        snippets["sdk"] = ([sdk_python], _import_code(SDK_IMPORT, False), SDK_IMPORT)
+    # For reference: everything loopback imports before it can serve (``import loopback``
+    # defers the server modules to the first ensure()).
+    snippets["loopback_server"] = (STDLIB_PYTHON, _import_code(LOOPBACK_SERVER_IMPORT, True), LOOPBACK_SERVER_IMPORT)
     if warm_up:
         for python, code, _ in snippets.values():
             _run_snippet(code, python)
@@ -534,7 +569,7 @@ def measure_imports(sdk_python: Optional[str], runs: int, warm_up: bool = True) 
             python, code, _ = snippets[name]
             samples[name].append(_run_snippet(code, python))
         order.reverse()
-    return {name: {"statement": snippets[name][2], "python": snippets[name][0], "runs": len(s),
+    return {name: {"statement": snippets[name][2], "python": " ".join(snippets[name][0]), "runs": len(s),
                    "import_ms": statistics.median(x[1] for x in s) / 1e6,
                    "import_ms_all": [x[1] / 1e6 for x in s],
                    "modules_at_startup": s[-1][0], "modules_added": s[-1][2]}
@@ -560,8 +595,8 @@ print(t2 - t0, t1 - t0)
 
 def measure_cold_ensure(runs: int, warm_up: bool = True) -> dict[str, Any]:
     if warm_up:
-        _run_snippet(_COLD_CODE)  # untimed: writes .pyc files and warms the OS file cache
-    colds = [_run_snippet(_COLD_CODE) for _ in range(runs)]
+        _run_snippet(_COLD_CODE, STDLIB_PYTHON)  # untimed: writes .pyc files and warms the OS file cache
+    colds = [_run_snippet(_COLD_CODE, STDLIB_PYTHON) for _ in range(runs)]
     ms = 1e6
     return {
         "runs": runs,
@@ -819,11 +854,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     warm_up = not args.quick
     print("measuring import times in fresh subprocesses ...", file=sys.stderr)
-    imports = measure_imports(sdk_python, args.cold_runs, warm_up=warm_up)
+    # Always one untimed run first, even with --quick: it writes the .pyc files (cheap).
+    imports = measure_imports(sdk_python, args.cold_runs, warm_up=True)
     print("measuring spawn -> first tools/call and idle RSS in fresh subprocesses ...", file=sys.stderr)
     spawn = measure_spawn_and_rss(_spawn_specs(sdk_python, args.one_write_floor), args.cold_runs, warm_up=warm_up)
     print("measuring cold ensure() in fresh subprocesses ...", file=sys.stderr)
-    cold = measure_cold_ensure(args.cold_runs, warm_up=warm_up)
+    cold = measure_cold_ensure(args.cold_runs, warm_up=True)
 
     import loopback
 
@@ -839,8 +875,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     floor_server, floor_thread = floor_module.start(0, one_write=args.one_write_floor)
 
     # The floor must answer what loopback answers, byte for byte.
-    probe = http.client.HTTPConnection(HOST, server.port, timeout=CLIENT_TIMEOUT)
-    probe.request("POST", PATH, CALL_BODY, _headers(server.token))
+    probe, probe_headers, _ = _connect(server.port, _headers(server.token))
+    probe.request("POST", PATH, CALL_BODY, probe_headers)
     loopback_answer = probe.getresponse().read()
     probe.close()
     floor_matches = loopback_answer == FLOOR_BODY
@@ -1010,6 +1046,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             (s.get("throughput") or {}).get(str(n)))
     row("errors", {n: float(errors[n]) for n in names}, ".0f", None, None)
     w(f"  import: floor = import http.server; loopback = import loopback; SDK = {SDK_IMPORT}")
+    full = imports["loopback_server"]["import_ms"]
+    w(f"  import with the server modules too ({LOOPBACK_SERVER_IMPORT}, what the first ensure() adds): {full:.2f} ms"
+      + (f", {_ratio(imports['sdk']['import_ms'], full):.1f}x faster than the SDK's" if has_sdk else ""))
     w("  modules loaded at interpreter startup / added by the import: " + "   ".join(
         f"{n} {imports[n]['modules_at_startup']}/{imports[n]['modules_added']}" for n in imports))
     w("")

@@ -5,6 +5,7 @@ tool, not part of the benchmark's figures.
     python benchmarks/profile_server.py                     # both modes, 4 s of load each
     python benchmarks/profile_server.py --mode stages --seconds 8
     python benchmarks/profile_server.py --mode cprofile --top 40
+    python benchmarks/profile_server.py --mode syscalls --connections 16   # needs strace
 
 The servers run in this process, the client load in a worker process (``bench.py``'s own
 client, one keep-alive connection by default). Two views:
@@ -22,6 +23,10 @@ client, one keep-alive connection by default). Two views:
     skewed towards code that makes many small calls; read it for structure and use
     ``stages`` for sizes. Its clock is wall time: waiting in ``readline`` for the
     next request shows up there, and is not CPU.
+``syscalls`` (``--mode syscalls`` or ``all``; needs ``strace``)
+    System calls per request of each server, ``strace -f -c`` attached to this process
+    once the worker has connected. Each one releases and retakes the GIL, which is what
+    costs most when many connection threads compete for it.
 
 Nothing here changes the server's code: the wrappers are installed on the classes and
 modules of this process only.
@@ -31,10 +36,14 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import pstats
+import shutil
 import socketserver
+import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from typing import Any, Callable
@@ -120,14 +129,20 @@ def _clock_cost_ns(n: int = 200_000) -> float:
 LOOPBACK_STAGES = [
     # (owner path, attribute, label); indentation in the label shows nesting
     ("transport.McpRequestHandler", "handle_one_request", "handle_one_request (whole request, incl. reading the head)"),
+    ("transport.McpRequestHandler", "_head_line", "  _head_line (peek + read, per head line)"),
+    ("transport.McpRequestHandler", "_set_deadline", "    _set_deadline (monotonic + settimeout)"),
     ("http11", "parse_head", "  http11.parse_head"),
+    ("http11", "parse_request_line", "    parse_request_line"),
+    ("http11", "parse_header_lines", "    parse_header_lines (+ Headers())"),
     ("transport.McpRequestHandler", "_route", "  _route"),
     ("transport.McpRequestHandler", "_check_host", "    _check_host"),
     ("transport.McpRequestHandler", "_check_origin", "    _check_origin"),
     ("transport.McpRequestHandler", "_authenticate", "    _authenticate (SHA-256 + compare_digest)"),
     ("transport.McpRequestHandler", "_post", "    _post"),
-    ("transport.McpRequestHandler", "_read_body", "      _read_body (settimeout x2-3, read1)"),
+    ("transport.McpRequestHandler", "_read_body", "      _read_body (settimeout x2, read1)"),
     ("jsonrpc", "decode", "      jsonrpc.decode"),
+    ("revision_2026", "is_modern", "      revision_2026.is_modern"),
+    ("transport.McpRequestHandler", "_session_from_header", "      _session_from_header"),
     ("protocol.RequestContext", "__init__", "      protocol.RequestContext()"),
     ("protocol", "handle_payload", "      protocol.handle_payload"),
     ("protocol", "header_version", "        header_version"),
@@ -155,21 +170,28 @@ FLOOR_STAGES = [
 
 
 def _resolve(path: str) -> Any:
-    import loopback.http11
-    import loopback.jsonrpc
-    import loopback.protocol
-    import loopback.tools
-    import loopback.transport
-    import loopback.context
+    import importlib
 
-    roots = {"transport": loopback.transport, "http11": loopback.http11, "jsonrpc": loopback.jsonrpc,
-             "protocol": loopback.protocol, "tools": loopback.tools, "context": loopback.context,
-             "floor": floor_module, "socketserver": socketserver}
     head, *rest = path.split(".")
-    obj = roots[head]
+    roots = {"floor": floor_module, "socketserver": socketserver}
+    obj = roots[head] if head in roots else importlib.import_module(f"loopback.{head}")
     for part in rest:
         obj = getattr(obj, part)
     return obj
+
+
+def _install_available(stages: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The stages whose function exists in this checkout (the code moves; the tool should not break)."""
+    present = []
+    for stage in stages:
+        owner_path, attr, _ = stage
+        try:
+            owner = _resolve(owner_path)
+        except (ImportError, AttributeError):
+            continue
+        if (attr in owner) if isinstance(owner, dict) else hasattr(owner, attr):
+            present.append(stage)
+    return present
 
 
 def _install(stages: list[tuple[str, str, str]]) -> None:
@@ -199,6 +221,11 @@ def run_stages(targets: dict[str, tuple[int, dict[str, str]]], seconds: float, c
     print(f"\n== stages: handler-thread CPU per request, inclusive ({connections} connection(s), {seconds:g} s each)")
     print(f"   one wrapped call adds about {cost / 1000:.2f} us to the stage around it (clock reads + wrapper)")
     for name, stages in (("floor", FLOOR_STAGES), ("loopback", LOOPBACK_STAGES)):
+        present = _install_available(stages)
+        missing = [label.strip() for stage in stages if stage not in present for label in stage[2:]]
+        stages = present
+        if missing:
+            print(f"   ({name}: not in this checkout, not timed: {', '.join(missing)})")
         _acc.clear()
         _install(stages)
         try:
@@ -271,11 +298,65 @@ def run_cprofile(targets: dict[str, tuple[int, dict[str, str]]], seconds: float,
                 break
 
 
+def run_syscalls(targets: dict[str, tuple[int, dict[str, str]]], calls: int, connections: int) -> None:
+    """System calls per request of each server, counted by ``strace -c`` attached to this process.
+
+    The worker connects (and handshakes) before strace attaches, so only the serving
+    threads' calls for ``calls`` requests are counted (and the main thread's pipe reads).
+    """
+    strace = shutil.which("strace")
+    print(f"\n== system calls per request ({connections} connection(s), {calls} requests each; strace -f -c)")
+    if strace is None:
+        print("   strace is not installed: skipped")
+        return
+    for name in ("floor", "loopback"):
+        port, headers = targets[name]
+        spec = {"mode": "throughput", "connections": connections, "seconds": 120.0, "max_requests": calls,
+                "targets": [dict(name=name, port=port, headers=headers)]}
+        with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
+            worker = subprocess.Popen([sys.executable, bench.__file__, "--_worker"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, env=bench._child_env())
+            tracer = None
+            try:
+                assert worker.stdin is not None and worker.stdout is not None
+                worker.stdin.write(json.dumps(spec) + "\n")
+                worker.stdin.flush()
+                if worker.stdout.readline().strip() != "READY":
+                    raise RuntimeError("worker did not start")
+                tracer = subprocess.Popen([strace, "-f", "-c", "-o", out.name, "-p", str(os.getpid())],
+                                          stderr=subprocess.DEVNULL)
+                time.sleep(1.0)  # strace attaches to every thread
+                worker.stdin.write("GO\n")
+                worker.stdin.flush()
+                worker.stdout.readline()  # BLOCK name
+                worker.stdin.write("K\n")
+                worker.stdin.flush()
+                result = json.loads(worker.stdout.readline())["targets"][name]
+            finally:
+                if tracer is not None:
+                    tracer.terminate()
+                    tracer.wait(30)
+                if worker.stdin is not None:
+                    worker.stdin.close()
+                worker.wait(30)
+            counts = {}
+            for line in out:
+                fields = line.split()
+                if len(fields) >= 5 and fields[0][:1].isdigit() and fields[-1] != "total":
+                    counts[fields[-1]] = int(fields[3])
+        requests = max(1, result["calls"])
+        shown = ", ".join(f"{call} {n / requests:.2f}" for call, n in sorted(counts.items(), key=lambda kv: -kv[1])
+                          if n / requests >= 0.05)
+        print(f"   {name:<9} {result['calls']} requests, {result['errors']} errors: {shown}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--mode", choices=("stages", "cprofile", "both"), default="both")
+    parser.add_argument("--mode", choices=("stages", "cprofile", "syscalls", "both", "all"), default="both",
+                        help="both = stages + cprofile; all = the three")
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds of load per server per mode (default 4)")
     parser.add_argument("--connections", type=int, default=1, help="keep-alive connections of the load (default 1)")
+    parser.add_argument("--syscall-requests", type=int, default=4000, help="requests per server in syscalls mode")
     parser.add_argument("--top", type=int, default=30, help="cProfile rows to show per server (default 30)")
     args = parser.parse_args()
     os.environ.pop("LOOPBACK_PORT", None)
@@ -295,10 +376,12 @@ def main() -> int:
     }
     print(f"python {sys.version.split()[0]} at {sys.executable}; loopback {loopback.__version__}")
     try:
-        if args.mode in ("stages", "both"):
+        if args.mode in ("stages", "both", "all"):
             run_stages(targets, args.seconds, args.connections)
-        if args.mode in ("cprofile", "both"):
+        if args.mode in ("cprofile", "both", "all"):
             run_cprofile(targets, args.seconds, args.connections, args.top)
+        if args.mode in ("syscalls", "all"):
+            run_syscalls(targets, args.syscall_requests, args.connections)
     finally:
         floor_server.shutdown()
         floor_server.server_close()

@@ -26,6 +26,10 @@ __all__ = [
     "__version__",
     "tool",
     "before_call",
+    "resource",
+    "prompt",
+    "completion",
+    "notify_resource_updated",
     "start",
     "ensure",
     "close",
@@ -38,7 +42,11 @@ __all__ = [
     "Settings",
     "Tool",
     "ToolRegistry",
+    "ResourceRegistry",
+    "PromptRegistry",
+    "Message",
     "Context",
+    "ClientRequestError",
     "CallBlocked",
     "SchemaError",
     "Grant",
@@ -70,7 +78,11 @@ _LAZY = {
     "ToolRegistry": "tools",
     "CallBlocked": "tools",
     "SchemaError": "tools",
+    "ResourceRegistry": "resources",
+    "PromptRegistry": "prompts",
+    "Message": "prompts",
     "Context": "context",
+    "ClientRequestError": "context",
     "Grant": "auth",
     "Text": "content",
     "Image": "content",
@@ -82,9 +94,11 @@ _LAZY = {
 if TYPE_CHECKING:
     from .auth import Grant
     from .content import Audio, EmbeddedResource, Image, ResourceLink, Text
-    from .context import Context
+    from .context import ClientRequestError, Context
     from .host import PreparedRun, prepare_agent_run
     from .lifecycle import active_runtime, close, default_registry, ensure, start
+    from .prompts import Message, PromptRegistry
+    from .resources import ResourceRegistry
     from .server import LoopbackError, LoopbackServer, PortInUseError, Runtime, StartError
     from .settings import Settings
     from .tools import CallBlocked, SchemaError, Tool, ToolRegistry
@@ -120,3 +134,58 @@ def before_call(hook: Any) -> Any:
     from .lifecycle import default_registry
 
     return default_registry().before_call(hook)
+
+
+def resource(uri: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a function as a resource of the default registry:
+    ``@loopback.resource(uri, name=..., title=..., description=..., mime_type=...)``.
+
+    It returns ``str`` (text), ``bytes`` (a blob) or a list of contents; ``None`` means
+    no such resource. A ``uri`` with ``{var}`` parts registers a resource template
+    whose variables are the function's parameters.
+    """
+    from .lifecycle import default_registry
+
+    return default_registry().resources.resource(uri, **options)
+
+
+def prompt(name: Any = None, **options: Any) -> Any:
+    """Register a function as a prompt of the default registry: ``@loopback.prompt`` or
+    ``@loopback.prompt("name", title=..., description=...)``.
+
+    Its str parameters are the prompt's arguments; it returns a str (one user message)
+    or a list of ``loopback.Message``.
+    """
+    from .lifecycle import default_registry
+
+    return default_registry().prompts.prompt(name, **options)
+
+
+def completion(
+    *, prompt: Optional[str] = None, resource: Optional[str] = None, argument: str
+) -> Callable[[Callable[[str, dict[str, str]], list[str]]], Callable[[str, dict[str, str]], list[str]]]:
+    """Register ``func(value, arguments) -> list[str]`` giving completion values for one
+    argument of a prompt (by name) or of a resource template (by its URI template):
+    ``@loopback.completion(prompt="greet", argument="language")``.
+    """
+    from .lifecycle import default_registry
+
+    if (prompt is None) == (resource is None):
+        raise TypeError("completion() needs exactly one of prompt= or resource=")
+
+    def register(func: Callable[[str, dict[str, str]], list[str]]) -> Callable[[str, dict[str, str]], list[str]]:
+        registry = default_registry()
+        if prompt is not None:
+            registry.prompts.add_completer(prompt, argument, func)
+        else:
+            registry.resources.add_completer(resource, argument, func)  # type: ignore[arg-type]
+        return func
+
+    return register
+
+
+def notify_resource_updated(uri: str) -> None:
+    """Tell the clients subscribed to ``uri`` (default registry) that it changed."""
+    from .lifecycle import default_registry
+
+    default_registry().resources.notify_updated(uri)

@@ -2,14 +2,21 @@
 
 Owns: the ``Context`` object handed to tools that declare a parameter annotated
 ``loopback.Context`` (headers, the caller's scope, session id, progress, logging,
-cancellation), the MCP log levels, and the per-session state those need.
-Must not know: sockets, HTTP or how notifications reach the client: the transport
-gives each context a ``notify`` callable, or none when there is no stream to send on.
+cancellation, requests to the client: sampling, elicitation, roots), the MCP log
+levels, and the per-session state those need (``SessionState``: log level, calls in
+flight, subscriptions, what the client declared at ``initialize``, and the server's
+own requests waiting for the client's answer).
+Must not know: sockets, HTTP or how messages reach the client: the transport gives
+each context a ``notify`` callable (the call's own stream), the session a
+``standalone`` one (the client's GET stream), or none when there is no stream.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as _FutureTimeout
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from .auth import OWNER
@@ -21,6 +28,22 @@ LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert"
 _LOG_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
 
 Notify = Callable[[dict[str, Any]], None]
+
+DEFAULT_CLIENT_REQUEST_TIMEOUT = 60.0
+
+
+class ClientRequestError(Exception):
+    """A request from a tool to the client (``Context.sample``, ``elicit``, ``list_roots``,
+    ``request``) failed: the client answered with an error, did not answer in time, did
+    not declare the capability at ``initialize``, or no stream to it was open.
+
+    ``code`` and ``data`` are the client's JSON-RPC error fields when it sent one.
+    """
+
+    def __init__(self, message: str, code: Optional[int] = None, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data
 
 
 class ToolHeaders(Mapping[str, str]):
@@ -57,15 +80,58 @@ class ToolHeaders(Mapping[str, str]):
 
 
 class SessionState:
-    """What one client's requests share: its log level and its requests in flight.
+    """What one client's requests share: its log level, its requests in flight, its
+    resource subscriptions, what it declared at ``initialize``, and the server's
+    requests waiting for its answers.
 
-    Until sessions exist there is one per server. Mutated from request threads with
-    single dict operations and attribute stores, which are atomic in CPython.
+    One per MCP session (one per server in stateless mode). Mutated from request
+    threads with single dict/set operations and attribute stores, atomic in CPython.
     """
 
     def __init__(self) -> None:
         self.log_level: Optional[str] = None  # None: the client has not asked for logs
         self.in_flight: dict[tuple[object, object], "Context"] = {}
+        self.subscriptions: set[str] = set()  # resource URIs (resources/subscribe)
+        self.client_capabilities: dict[str, Any] = {}
+        self.client_info: Optional[dict[str, Any]] = None
+        self.protocol_version: Optional[str] = None  # negotiated at initialize
+        self.pending: dict[object, "Future[dict[str, Any]]"] = {}  # our requests, by id
+        self._request_ids = itertools.count(1)
+        # Sends a message on the client's standalone (GET) stream; None while none is open.
+        self.standalone: Optional[Notify] = None
+
+    def expect_response(self) -> tuple[int, "Future[dict[str, Any]]"]:
+        """A fresh id for a server-to-client request and the future its answer will fill."""
+        request_id = next(self._request_ids)
+        future: "Future[dict[str, Any]]" = Future()
+        self.pending[request_id] = future
+        return request_id, future
+
+    def resolve(self, response: Mapping[str, Any]) -> bool:
+        """Hand a client's response to the request waiting for it; False if none waits."""
+        future = self.pending.pop(response.get("id"), None)  # type: ignore[arg-type]
+        if future is None:
+            return False
+        try:
+            future.set_result(dict(response))
+        except Exception:  # already settled (an abandoned wait): nothing to hand over
+            return False
+        return True
+
+    def end(self, reason: str = "the session ended", *, cancel: bool = True) -> None:
+        """Fail every request still waiting for the client and, with ``cancel``, flag the
+        calls in flight as cancelled (their tools should stop)."""
+        for request_id in list(self.pending):
+            future = self.pending.pop(request_id, None)
+            if future is not None and not future.done():
+                try:
+                    future.set_exception(ClientRequestError(reason))
+                except Exception:
+                    pass
+        if cancel:
+            for context in list(self.in_flight.values()):
+                context._cancelled = True
+        self.standalone = None
 
     def cancel(self, principal: object, request_id: object) -> bool:
         """Flag the call ``request_id`` of ``principal`` as cancelled; True if it was running."""
@@ -90,7 +156,7 @@ class Context:
     """
 
     __slots__ = ("headers", "scope", "session_id", "request_id", "tool_name",
-                 "_progress_token", "_notify", "_session", "_cancelled")
+                 "_progress_token", "_notify", "_session", "_cancelled", "_request_timeout", "_close_stream")
 
     def __init__(
         self,
@@ -103,6 +169,8 @@ class Context:
         progress_token: Any = None,
         notify: Optional[Notify] = None,
         session: Optional[SessionState] = None,
+        request_timeout: float = DEFAULT_CLIENT_REQUEST_TIMEOUT,
+        close_stream: Optional[Callable[[], None]] = None,
     ) -> None:
         self.headers = headers
         self.scope = scope
@@ -113,6 +181,8 @@ class Context:
         self._notify = notify
         self._session = session
         self._cancelled = False
+        self._request_timeout = request_timeout
+        self._close_stream = close_stream
 
     @property
     def is_owner(self) -> bool:
@@ -155,6 +225,103 @@ class Context:
         if logger is not None:
             params["logger"] = logger
         self._send("notifications/message", params)
+
+    # -- requests to the client ------------------------------------------------
+
+    def request(self, method: str, params: Optional[Mapping[str, Any]] = None,
+                timeout: Optional[float] = None) -> dict[str, Any]:
+        """Send a JSON-RPC request to the client and wait for its result.
+
+        Sent on this call's own event stream, or on the client's standalone (GET)
+        stream when the call has none. Waits at most ``timeout`` seconds (default:
+        ``Settings.client_request_timeout``). Raises ``ClientRequestError`` when no
+        stream is open, the client answers with an error, or no answer comes in time.
+        """
+        session = self._session
+        send = self._notify or (session.standalone if session is not None else None)
+        if session is None or send is None:
+            raise ClientRequestError(f"cannot send {method} to the client: no stream to it is open")
+        request_id, future = session.expect_response()
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = dict(params)
+        wait = self._request_timeout if timeout is None else timeout
+        try:
+            try:
+                send(message)
+            except Exception as exc:
+                raise ClientRequestError(f"cannot send {method} to the client: {exc}") from None
+            try:
+                response = future.result(wait)
+            except _FutureTimeout:
+                raise ClientRequestError(f"the client did not answer {method} within {wait:g} s") from None
+        finally:
+            session.pending.pop(request_id, None)
+        error = response.get("error")
+        if error is not None:
+            if isinstance(error, dict):
+                raise ClientRequestError(f"the client refused {method}: {error.get('message', error)}",
+                                         error.get("code"), error.get("data"))
+            raise ClientRequestError(f"the client refused {method}: {error!r}")
+        result = response.get("result")
+        if not isinstance(result, dict):
+            raise ClientRequestError(f"the client answered {method} with a result that is not an object")
+        return result
+
+    def _require(self, capability: str, method: str) -> None:
+        session = self._session
+        if session is None or not isinstance(session.client_capabilities, dict) \
+                or capability not in session.client_capabilities:
+            # A 2026-07-28 request answers a missing capability with its own error code.
+            from . import revision_2026  # imported late: that module imports this one
+
+            revision_2026.require_client_capability(session, capability)
+            raise ClientRequestError(f"the client did not declare the {capability!r} capability: cannot send {method}")
+
+    def sample(self, messages: Any, *, max_tokens: int, system_prompt: Optional[str] = None,
+               timeout: Optional[float] = None, **params: Any) -> dict[str, Any]:
+        """Ask the client's model for a completion (``sampling/createMessage``).
+
+        ``messages``: a list of ``{"role", "content"}`` objects, or one string sent as
+        a user text message. Other keyword arguments (``temperature``,
+        ``modelPreferences``, ``stopSequences``, ...) go into the request as given.
+        Returns the client's result (``role``, ``content``, ``model``, ``stopReason``).
+        """
+        self._require("sampling", "sampling/createMessage")
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": {"type": "text", "text": messages}}]
+        request: dict[str, Any] = {"messages": list(messages), "maxTokens": max_tokens}
+        if system_prompt is not None:
+            request["systemPrompt"] = system_prompt
+        request.update(params)
+        return self.request("sampling/createMessage", request, timeout)
+
+    def elicit(self, message: str, requested_schema: Mapping[str, Any], *,
+               timeout: Optional[float] = None) -> dict[str, Any]:
+        """Ask the user for input through the client (``elicitation/create``, form mode).
+
+        ``requested_schema`` is a flat JSON Schema object (string, number, boolean and
+        enum properties, with ``default`` values where wanted), sent as given. Returns
+        the client's result: ``{"action": "accept" | "decline" | "cancel", "content": {...}}``.
+        """
+        self._require("elicitation", "elicitation/create")
+        return self.request("elicitation/create",
+                            {"message": message, "requestedSchema": dict(requested_schema)}, timeout)
+
+    def list_roots(self, *, timeout: Optional[float] = None) -> list[dict[str, Any]]:
+        """The client's roots (``roots/list``): a list of ``{"uri", "name"}`` objects."""
+        self._require("roots", "roots/list")
+        roots = self.request("roots/list", None, timeout).get("roots")
+        if not isinstance(roots, list):
+            raise ClientRequestError("the client answered roots/list without a list of roots")
+        return roots
+
+    def close_stream(self) -> None:
+        """End this call's event stream now; the client reconnects (``GET`` with
+        ``Last-Event-ID``) to receive what follows, the result included. Does nothing
+        when the call has no stream. Meant for long calls (SSE polling, SEP-1699)."""
+        if self._close_stream is not None:
+            self._close_stream()
 
     def _send(self, method: str, params: dict[str, Any]) -> None:
         assert self._notify is not None

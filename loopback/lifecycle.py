@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Optional
 
 from .tools import ToolRegistry
 
-if TYPE_CHECKING:  # the server stack (http.server, http.client, ...) loads on first start
+if TYPE_CHECKING:  # the server stack loads on first start
+    import socket
+
     from .server import LoopbackServer, Runtime
     from .settings import Settings
 
@@ -35,6 +37,7 @@ _singleton: "Optional[LoopbackServer]" = None  # what ensure() returns while it 
 _starting: "Optional[Future[LoopbackServer]]" = None  # the start in flight, if any
 _active: "Optional[LoopbackServer]" = None  # what active_runtime() describes
 _servers: "set[LoopbackServer]" = set()  # every server start() made that has not closed
+_binding: "list[list[socket.socket]]" = []  # sockets of starts not yet in _servers (see fork)
 _default_registry = ToolRegistry()
 _exiting = False
 _atexit_registered = False
@@ -86,19 +89,24 @@ def start(
     global _active, _atexit_registered
     from .server import LoopbackServer
 
-    server = LoopbackServer(
-        port, host=host, registry=registry if registry is not None else _default_registry,
-        settings=settings, token=token, require_auth=require_auth,
-    )
-    server.on_close(_forget)
-    server.start()
-    with _lock:
-        _active = server
-        if not server.closed:  # else its on_close hook has run (or waits for this lock)
-            _servers.add(server)
-        if not _atexit_registered:
-            atexit.register(_close_at_exit)
-            _atexit_registered = True
+    bound: "list[socket.socket]" = []
+    _binding.append(bound)  # a fork before this server is in _servers still closes its socket
+    try:
+        server = LoopbackServer(
+            port, host=host, registry=registry if registry is not None else _default_registry,
+            settings=settings, token=token, require_auth=require_auth, _on_bind=bound.append,
+        )
+        server.on_close(_forget)
+        server.start()
+        with _lock:
+            _active = server
+            if not server.closed:  # else its on_close hook has run (or waits for this lock)
+                _servers.add(server)
+            if not _atexit_registered:
+                atexit.register(_close_at_exit)
+                _atexit_registered = True
+    finally:
+        _binding.remove(bound)
     return server
 
 
@@ -203,8 +211,15 @@ def _after_fork_in_child() -> None:
     # Every server start() made counts, not only the registered ones: a copy of any
     # listening socket left open here would keep the port answering after the parent
     # closes it.
-    global _lock, _singleton, _starting, _active, _exiting, _servers
+    global _lock, _singleton, _starting, _active, _exiting, _servers, _binding
     inherited = {s for s in (_singleton, _active) if s is not None} | _servers
+    for bound in _binding:  # servers still binding in another thread at the fork
+        for sock in bound:
+            try:
+                sock.close()
+            except OSError:
+                pass
+    _binding = []
     _lock = threading.Lock()
     _singleton = _starting = _active = None
     _servers = set()

@@ -1,7 +1,9 @@
 """MCP dispatch: pure functions from (decoded payload, request context) to a response.
 
 Owns: protocol version negotiation and the ``MCP-Protocol-Version`` header rules,
-batch policy per version, ``initialize``, ``ping``, notifications (cancellation),
+batch policy per version, ``initialize`` (recording what the client declared) and
+the capabilities offered, ``ping``, notifications (cancellation), client responses
+(handed to the server request waiting for them),
 ``logging/setLevel``, ``tools/list`` (cursor pagination, filtered by the caller's
 grant) and ``tools/call`` (building the tool's ``Context``).
 Must not know: sockets, threads, HTTP status codes or how bytes arrive; it never
@@ -14,9 +16,9 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
-from . import jsonrpc
+from . import jsonrpc, revision_2026
 from .auth import OWNER, Grant
 from .context import LOG_LEVELS, Context, Notify, SessionState, ToolHeaders
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError
@@ -48,6 +50,7 @@ class RequestContext:
     session: SessionState = field(default_factory=SessionState)
     session_id: Optional[str] = None
     notify: Optional[Notify] = None  # sends a notification to the client; None: no stream open
+    close_stream: Optional[Callable[[], None]] = None  # ends the call's SSE response early (polling)
 
     def can_use(self, tool: Tool) -> bool:
         """Whether the caller's grant lets it see and call ``tool``."""
@@ -87,6 +90,8 @@ def handle_payload(payload: Any, ctx: RequestContext) -> Any:
     (unsupported version header, a batch where the version has none, an empty
     batch, a single invalid message); the transport answers those with HTTP 400.
     """
+    if revision_2026.is_modern(payload, ctx.protocol_version_header):
+        return revision_2026.handle(payload, ctx)  # stateless: version and capabilities in _meta
     # initialize is where the version is chosen, so the header does not bind it.
     version = HEADERLESS_VERSION if _is_initialize(payload) else header_version(ctx.protocol_version_header)
     if isinstance(payload, list):
@@ -113,7 +118,10 @@ def _answer(message: Any, ctx: RequestContext, kind: Optional[str] = None) -> Op
             _cancelled(message.get("params"), ctx)
         return None  # notifications need no answer
     if kind != jsonrpc.REQUEST:
-        return None  # client responses have no waiter yet
+        # A client's answer to one of our requests: wake the tool waiting for it.
+        if not ctx.session.resolve(message):
+            _log.debug("dropped a response to no pending request (id %r)", message.get("id"))
+        return None
     params = message.get("params") or {}
     handler = _METHODS.get(message["method"])
     try:
@@ -134,14 +142,30 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     for name in ("capabilities", "clientInfo"):
         if not isinstance(params.get(name), dict):
             raise JsonRpcError(INVALID_PARAMS, f"initialize: params.{name} must be an object")
+    version = negotiate_version(requested)
+    session = ctx.session
+    session.client_capabilities = dict(params["capabilities"])
+    session.client_info = dict(params["clientInfo"])
+    session.protocol_version = version
     result: dict[str, Any] = {
-        "protocolVersion": negotiate_version(requested),
-        "capabilities": {"tools": {"listChanged": False}, "logging": {}},
+        "protocolVersion": version,
+        "capabilities": _capabilities(ctx),
         "serverInfo": {"name": ctx.settings.server_name, "version": ctx.server_version},
     }
     if ctx.settings.instructions:
         result["instructions"] = ctx.settings.instructions
     return result
+
+
+def _capabilities(ctx: RequestContext) -> dict[str, Any]:
+    """What this server offers: answered at initialize (and by 2026-07-28 server/discover)."""
+    return {
+        "tools": {"listChanged": True},
+        "resources": {"subscribe": True, "listChanged": True},
+        "prompts": {"listChanged": True},
+        "completions": {},
+        "logging": {},
+    }
 
 
 def _ping(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
@@ -214,6 +238,8 @@ def _tools_call(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
         progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
         notify=ctx.notify,
         session=ctx.session,
+        request_timeout=ctx.settings.client_request_timeout,
+        close_stream=ctx.close_stream,
     )
     key = (ctx.grant, request_id)
     ctx.session.in_flight[key] = context
@@ -232,3 +258,8 @@ _METHODS = {
     "tools/call": _tools_call,
     "logging/setLevel": _set_level,
 }
+
+# Resources, prompts and completion keep their handlers in their own modules.
+from . import completions, prompts, resources  # noqa: E402  (they import nothing from here at load time)
+
+_METHODS.update({**resources.HANDLERS, **prompts.HANDLERS, **completions.HANDLERS})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import selectors
 import socket
 import socketserver
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .auth import OWNER, Grant, TokenStore
 from .context import SessionState
+from .sessions import SessionTable
 from .settings import Settings
 from .tools import ToolRegistry
 from .transport import MCP_PATH, McpRequestHandler, is_loopback_host
@@ -84,12 +86,16 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
     request_queue_size = 128  # the default 5 drops bursts of new connections
 
     def __init__(self, address: tuple[str, int], family: int, *, registry: ToolRegistry,
-                 settings: Settings, tokens: Optional[TokenStore]) -> None:
+                 settings: Settings, tokens: Optional[TokenStore],
+                 on_bind: Optional[Callable[[socket.socket], None]] = None) -> None:
         self.address_family = family
+        self._on_bind = on_bind
+        self.selector: Optional[selectors.BaseSelector] = None
         self.registry = registry
         self.settings = settings
         self.tokens = tokens
-        self.session = SessionState()  # one for the whole server until sessions exist
+        self.session = SessionState()  # stateless mode and 2026-07-28 requests share this one
+        self.sessions = SessionTable(settings)
         self.package_version = _package_version()
         self.closing = False
         self.extra_hosts: frozenset[str] = frozenset()
@@ -108,6 +114,8 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
     def server_bind(self) -> None:
         # Unlike HTTPServer.server_bind, no socket.getfqdn(host): a reverse DNS lookup
         # that can stall a start for seconds and that nothing here needs.
+        if self._on_bind is not None:  # lifecycle tracks it for a fork during the start
+            self._on_bind(self.socket)
         super().server_bind()
         host, port = self.socket.getsockname()[:2]
         self.server_name, self.server_port = str(host), int(port)
@@ -115,6 +123,7 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """Accept connections until stop(); woken at once by the stop pipe, not by polling."""
         with selectors.DefaultSelector() as selector:
+            self.selector = selector  # known to a forked child, which closes its copy
             selector.register(self, selectors.EVENT_READ)
             selector.register(self._wake_reader, selectors.EVENT_READ)
             while not self.closing:
@@ -161,6 +170,19 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
             with self._connections_lock:
                 self._connections.pop(request, None)
 
+    def broadcast(self, method: str, params: Optional[dict[str, Any]] = None, *, uri: Optional[str] = None) -> int:
+        """Send a notification on every session's standalone stream (only the sessions
+        subscribed to ``uri`` when given); returns how many took it."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        sent = 0
+        for session in self.sessions.sessions():
+            if uri is not None and uri not in session.state.subscriptions:
+                continue
+            sent += session.notify(message)
+        return sent
+
     def is_connection_thread(self, thread: threading.Thread) -> bool:
         with self._connections_lock:
             return thread in self._connections.values()
@@ -185,11 +207,15 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
                 pass
         deadline = time.monotonic() + timeout
         current = threading.current_thread()
+        # A tool on a thread of its own (tool_timeout) is waited for by its connection's
+        # thread: close() from that tool must not wait for it either.
+        caller = getattr(current, "loopback_caller", None)
         for _, thread in connections:
-            if thread is not current:
+            if thread is not current and thread is not caller:
                 thread.join(max(0.0, deadline - time.monotonic()))
         with self._connections_lock:
-            stragglers = [(s, t) for s, t in self._connections.items() if t is not current and t.is_alive()]
+            stragglers = [(s, t) for s, t in self._connections.items()
+                          if t is not current and t is not caller and t.is_alive()]
         # Past the grace period, a thread blocked writing to a client that stopped
         # reading gets EPIPE now rather than at idle_timeout. One still running a tool
         # is left alone: its caller gets the answer when the tool returns.
@@ -235,6 +261,7 @@ class LoopbackServer:
         settings: Optional[Settings] = None,
         token: Optional[str] = None,
         require_auth: bool = True,
+        _on_bind: Optional[Callable[[socket.socket], None]] = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -243,6 +270,7 @@ class LoopbackServer:
             if not self.settings.allow_non_loopback:
                 raise ValueError(f"refusing to bind non-loopback host {host!r} (set allow_non_loopback=True to force)")
             _log.warning("binding non-loopback host %s: the server is reachable from other machines", host)
+        require_auth = require_auth and self.settings.auth
         if not require_auth:
             _log.warning("authentication is switched off: any local process can call the tools")
         self.registry = registry if registry is not None else ToolRegistry()
@@ -251,7 +279,8 @@ class LoopbackServer:
         self._httpd = _bind(
             host, port, self.settings.port_fallback,
             lambda address, family: _HTTPServer(
-                address, family, registry=self.registry, settings=self.settings, tokens=self.tokens),
+                address, family, registry=self.registry, settings=self.settings, tokens=self.tokens,
+                on_bind=_on_bind),
         )
         if not is_loopback_host(host):
             self._httpd.extra_hosts = frozenset({host.lower().strip("[]"), host.lower()})
@@ -261,6 +290,7 @@ class LoopbackServer:
         self._close_lock = threading.Lock()
         self._closed = threading.Event()
         self._on_close: list[Callable[["LoopbackServer"], None]] = []
+        self._unsubscribe: list[Callable[[], None]] = []
 
     @property
     def url(self) -> str:
@@ -311,6 +341,7 @@ class LoopbackServer:
             raise StartError("this server is closed; start a new one")
         if self._thread is not None:
             raise StartError("this server is already serving")
+        self._subscribe()
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             name=f"loopback-mcp:{self.port}", daemon=True,
@@ -318,6 +349,29 @@ class LoopbackServer:
         self._thread.start()
         _log.info("MCP loopback server listening on %s", self.url)
         return self
+
+    def _subscribe(self) -> None:
+        """Tell clients (their GET streams) when tools, resources or prompts change."""
+        httpd = self._httpd
+        if self.settings.stateless:
+            return  # no session, no standalone stream to tell
+
+        def changed(method: str) -> Callable[[], None]:
+            def listener() -> None:
+                httpd.broadcast(method)
+            return listener
+
+        def updated(uri: str) -> None:
+            httpd.broadcast("notifications/resources/updated", {"uri": uri}, uri=uri)
+
+        self._unsubscribe.append(self.registry.on_change(changed("notifications/tools/list_changed")))
+        resources = getattr(self.registry, "resources", None)
+        if resources is not None:
+            self._unsubscribe.append(resources.on_change(changed("notifications/resources/list_changed")))
+            self._unsubscribe.append(resources.on_updated(updated))
+        prompts = getattr(self.registry, "prompts", None)
+        if prompts is not None:
+            self._unsubscribe.append(prompts.on_change(changed("notifications/prompts/list_changed")))
 
     def on_close(self, callback: Callable[["LoopbackServer"], None]) -> None:
         """Run ``callback(self)`` once the server has closed."""
@@ -343,6 +397,12 @@ class LoopbackServer:
             if self._thread is not None:
                 self._thread.join()  # serve_forever has left its loop: no more accepts
             self._httpd.server_close()
+            for unsubscribe in self._unsubscribe:
+                unsubscribe()
+            # Ends every event stream and fails the requests tools wait on, so that
+            # stream threads and waiting tools return before the connections are joined.
+            self._httpd.sessions.close()
+            self._httpd.session.end("the server closed", cancel=False)
             self._httpd.end_connections(self.settings.close_timeout)
             self._closed.set()
         finally:
@@ -361,8 +421,16 @@ class LoopbackServer:
         httpd = self._httpd
         for sock in [httpd.socket, httpd._wake_reader, httpd._wake_writer, *list(httpd._connections)]:
             try:
-                sock.close()
+                # detach, then close the descriptor: a served connection's makefile() reader
+                # holds a reference that would make sock.close() leave the descriptor open.
+                os.close(sock.detach())
             except OSError:
+                pass
+        selector = httpd.selector
+        if selector is not None:  # the accept loop's epoll descriptor
+            try:
+                os.close(selector.fileno())
+            except (OSError, ValueError):
                 pass
 
     @property

@@ -41,6 +41,26 @@ class Settings:
             never returns keeps (threads cannot be killed).
         server_name: ``serverInfo.name`` sent at ``initialize`` ("loopback").
         instructions: optional ``instructions`` sent at ``initialize``.
+        auth: require a bearer token (True). False lets any local process call the
+            tools: an opt-in for test fixtures (the MCP conformance suite sends no
+            token) that logs a warning at every start; binding and Host/Origin checks
+            are unchanged.
+        stateless: issue no ``Mcp-Session-Id`` and keep no per-client state; ``GET``
+            (the standalone event stream) and ``DELETE`` answer 405 (False).
+        require_session: answer 400 to a request (other than ``initialize``) that names
+            no ``Mcp-Session-Id``, as the 2025-11-25 transport recommends (False: such a
+            request is served outside any session, with the server-wide state, as clients
+            that never initialize expect; an unknown or ended id is a 404 either way).
+        max_sessions: sessions kept at once; creating one more ends the least recently
+            used (1024).
+        session_idle_timeout: seconds a session may go unused before it ends (3600 s).
+        sse_keepalive: seconds between ``:`` comments on an idle event stream, so
+            clients and proxies do not drop it (15 s).
+        sse_retry: milliseconds a client should wait before reconnecting a closed
+            event stream (the SSE ``retry`` field, sent with the priming event) (1000).
+        sse_history: events each stream keeps for ``Last-Event-ID`` replay (256).
+        client_request_timeout: seconds a tool waits for the client's answer to a
+            server-to-client request (sampling, elicitation, roots) (60 s).
     """
 
     max_body_bytes: int = MIB
@@ -54,17 +74,36 @@ class Settings:
     tool_timeout: Optional[float] = None
     server_name: str = "loopback"
     instructions: Optional[str] = None
+    auth: bool = True
+    stateless: bool = False
+    require_session: bool = False
+    max_sessions: int = 1024
+    session_idle_timeout: float = 3600.0
+    sse_keepalive: float = 15.0
+    sse_retry: int = 1000
+    sse_history: int = 256
+    client_request_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be a positive integer, not {self.max_body_bytes!r}")
-        for name in ("body_timeout", "idle_timeout", "close_timeout"):
+        for name in ("body_timeout", "idle_timeout", "close_timeout", "session_idle_timeout", "sse_keepalive",
+                     "client_request_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         timeout = self.tool_timeout
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf)):
             raise ValueError(f"tool_timeout must be a positive number of seconds or None, not {timeout!r}")
+        for name in ("max_sessions", "sse_history"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if isinstance(self.sse_retry, bool) or not isinstance(self.sse_retry, int) or self.sse_retry < 0:
+            raise ValueError(f"sse_retry must be a non-negative integer of milliseconds, not {self.sse_retry!r}")
+        for name in ("auth", "stateless", "require_session"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if isinstance(self.page_size, bool) or not isinstance(self.page_size, int) or self.page_size < 1:
             raise ValueError(f"page_size must be a positive integer, not {self.page_size!r}")
         if isinstance(self.allowed_origins, str):

@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
 
 from .content import CONTENT_TYPES, error_result, to_call_result
 from .context import Context
+from .prompts import PromptRegistry
+from .resources import ResourceRegistry
 from .schema import Output, SchemaError, ToolArgumentError, check_value, compile_output, compile_signature
 
 __all__ = ["CallBlocked", "SchemaError", "Tool", "ToolArgumentError", "ToolRegistry", "check_value"]
@@ -175,7 +177,9 @@ class Tool:
             except BaseException as exc:  # handed to the waiting request thread
                 future.set_exception(exc)
 
-        threading.Thread(target=run, name=f"loopback-tool:{self.name}", daemon=True).start()
+        thread = threading.Thread(target=run, name=f"loopback-tool:{self.name}", daemon=True)
+        thread.loopback_caller = threading.current_thread()  # type: ignore[attr-defined]  # see end_connections
+        thread.start()
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -186,13 +190,19 @@ class Tool:
 
 
 class ToolRegistry:
-    """A thread-safe, ordered set of tools. Reads take no lock (copy-on-write snapshot)."""
+    """A thread-safe, ordered set of tools. Reads take no lock (copy-on-write snapshot).
+
+    What one server offers besides its tools hangs off it: ``resources`` (a
+    ``ResourceRegistry``) and ``prompts`` (a ``PromptRegistry``).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tools: dict[str, Tool] = {}
         self._listeners: tuple[Callable[[], None], ...] = ()
         self.before_call_hook: Optional[BeforeCall] = None
+        self.resources = ResourceRegistry()
+        self.prompts = PromptRegistry()
 
     def add(
         self,

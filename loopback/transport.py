@@ -2,14 +2,19 @@
 
 Owns: routing, Host/Origin checks (DNS-rebinding defence), bearer authentication,
 Content-Type/Accept/Content-Length rules, body size and time limits, CORS for
-loopback origins, and writing each response in one piece.
+loopback origins, the ``Mcp-Session-Id`` rules (400 without one where one is required,
+404 for an unknown one or another token's, ``DELETE`` ends one), and writing responses: plain JSON in one
+piece, or an SSE stream (chunked) when a call sends messages before its result and
+for the standalone ``GET`` stream.
 Must not know: what MCP methods mean (``protocol`` decides), how the server is
-bound or stopped (``server`` does).
+bound or stopped (``server`` does), how events are numbered and kept (``sessions``).
 
 Order of checks, each answered before the next is looked at: malformed request
 line or headers (400/414/431) → Host (403) → Origin (403) → path (404) →
 CORS preflight (204) → bearer token (401) → method (405) → Content-Type (415) →
-Accept (406) → Transfer-Encoding (501) and Content-Length (411/400/413) → body arrival (408) → JSON (400).
+Accept (406) → Transfer-Encoding (501) and Content-Length (411/400/413) → body arrival (408) → JSON (400)
+→ session (404 unknown or another token's; 400 missing on GET/DELETE, and on POST with
+``Settings.require_session``).
 A refusal given before an announced body was read closes the connection: those
 unread bytes must never be parsed as the next request.
 """
@@ -19,16 +24,20 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import queue
+import select
 import socket
 import time
 import socketserver
+import threading
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
-from . import http11, jsonrpc, protocol
+from . import http11, jsonrpc, protocol, revision_2026, sessions
 from .auth import Grant
 from .jsonrpc import JsonRpcError
+from .sessions import EventStream, Session
 
 if TYPE_CHECKING:
     from .server import _HTTPServer
@@ -36,10 +45,13 @@ if TYPE_CHECKING:
 _log = logging.getLogger("loopback")
 
 MCP_PATH = "/mcp"
-ALLOWED_METHODS = "POST, OPTIONS"
+ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
+STATELESS_METHODS = "POST, OPTIONS"
+SESSION_HEADER = "Mcp-Session-Id"
 _CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Last-Event-ID"
 _CORS_EXPOSE_HEADERS = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate"
 _SERVER_ERROR = -32000  # JSON-RPC "server error" range: used for HTTP-level refusals
+_SSE_HEADERS = (("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"))
 _READ_CHUNK = 65536
 _MAX_CHUNK_LINE = 1024
 
@@ -141,6 +153,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
     request_headers: http11.Headers = http11.Headers([])
     _grant: Optional[Grant] = None
     _authority: Optional[str] = None  # of an absolute-form request target
+    _buffered = 0  # bytes known to be in rfile's buffer after the head (see _read_body)
 
     # -- connection life ---------------------------------------------------
 
@@ -161,9 +174,21 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         self._expect_continue = False
         self._body_read = False
         self.command = self.request_version = self.requestline = ""
+        self._buffered = 0
         try:
-            if not self.rfile.peek(1):  # waits up to idle_timeout for the next request
+            buffered = self.rfile.peek(1)  # waits up to idle_timeout for the next request
+            if not buffered:
                 self.close_connection = True
+                return
+            end = buffered.find(b"\r\n\r\n")
+            if end > 0 and buffered[:2] != b"\r\n":
+                # The usual case: the whole head came in one read. Take it at once, with no
+                # socket-timeout changes (each is a system call). Lines are split at LF as
+                # the line-by-line path does; the parsers strip the CR.
+                head_bytes = self.rfile.read(end + 4)
+                self._buffered = len(buffered) - end - 4  # body bytes already here
+                lines = head_bytes[:end].split(b"\n")
+                self._handle_head(lines[0], lines[1:])
                 return
             # The first byte has come: the whole head gets body_timeout, in total, so a
             # client trickling one byte at a time cannot pin this thread.
@@ -174,8 +199,8 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
             if not line:
                 self.close_connection = True
                 return
-            self.requestline = line.rstrip(b"\r\n").decode("latin-1")
             if len(line) > http11.MAX_LINE:
+                self.requestline = line[:80].decode("latin-1")
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
                 return
             header_lines: list[bytes] = []
@@ -191,26 +216,31 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
                     return
                 header_lines.append(field)
             self.connection.settimeout(self._idle_timeout)
-            try:
-                head = http11.parse_head(line, header_lines)
-            except http11.HeadError as exc:
-                self.close_connection = True
-                self._refuse(HTTPStatus(exc.status), exc.message)
-                return
-            self.command, self.path, self.request_version = head.method, head.target, head.version_text
-            self.request_headers = head.headers
-            self._authority = None
-            absolute = http11.split_absolute_form(head.target)
-            if absolute is not None:  # RFC 9112 3.2.2: the target's authority replaces Host
-                self._authority, self.path = absolute
-            self.close_connection = not head.keep_alive
-            # "100 Continue" is sent only once the request has passed every check that
-            # needs no body (see _read_body), so a refused body is never sent.
-            self._expect_continue = head.expects_continue
-            self._route()
+            self._handle_head(line, header_lines)
         except (TimeoutError, ConnectionError, OSError, _BodyTimeout) as exc:
             _log.debug("connection from %s ended: %s", self.client_address[0], type(exc).__name__)
             self.close_connection = True
+
+    def _handle_head(self, line: bytes, header_lines: list[bytes]) -> None:
+        """Parse a complete request head and route the request."""
+        self.requestline = line.rstrip(b"\r\n").decode("latin-1")
+        try:
+            head = http11.parse_head(line, header_lines)
+        except http11.HeadError as exc:
+            self.close_connection = True
+            self._refuse(HTTPStatus(exc.status), exc.message)
+            return
+        self.command, self.path, self.request_version = head.method, head.target, head.version_text
+        self.request_headers = head.headers
+        self._authority = None
+        absolute = http11.split_absolute_form(head.target)
+        if absolute is not None:  # RFC 9112 3.2.2: the target's authority replaces Host
+            self._authority, self.path = absolute
+        self.close_connection = not head.keep_alive
+        # "100 Continue" is sent only once the request has passed every check that
+        # needs no body (see _read_body), so a refused body is never sent.
+        self._expect_continue = head.expects_continue
+        self._route()
 
     def _head_line(self, deadline: float) -> bytes:
         """One line of a request head (at most MAX_LINE + 1 bytes), complete before ``deadline``.
@@ -326,14 +356,22 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
                 (("WWW-Authenticate", 'Bearer realm="loopback"'),),
             )
             return
-        if self.command != "POST":
-            self._refuse(
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                f"Method Not Allowed: {self.command} (this server takes POST)",
-                (("Allow", ALLOWED_METHODS),),
-            )
+        if self.command == "POST":
+            self._post()
             return
-        self._post()
+        stateless = self.server.settings.stateless
+        if self.command in ("GET", "DELETE") and not stateless and not revision_2026.refuses_http_method(
+                self.command, self.request_headers.get("MCP-Protocol-Version")):
+            if self._body_unread():  # a body nobody reads must not be parsed as the next request
+                self.close_connection = True
+            self._get() if self.command == "GET" else self._delete()
+            return
+        allowed = STATELESS_METHODS if stateless or self.command in ("GET", "DELETE") else ALLOWED_METHODS
+        self._refuse(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            f"Method Not Allowed: {self.command} (this server takes {allowed.replace(', OPTIONS', '')})",
+            (("Allow", allowed),),
+        )
 
     def _check_host(self) -> Optional[tuple[HTTPStatus, str]]:
         """DNS-rebinding defence: the request must name a loopback host and our port."""
@@ -370,11 +408,12 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         return HTTPStatus.FORBIDDEN, "Forbidden: cross-site Origin"
 
     def _preflight(self) -> None:
+        allowed = STATELESS_METHODS if self.server.settings.stateless else ALLOWED_METHODS
         self._send(
             HTTPStatus.NO_CONTENT,
             headers=(
-                ("Allow", ALLOWED_METHODS),
-                ("Access-Control-Allow-Methods", ALLOWED_METHODS),
+                ("Allow", allowed),
+                ("Access-Control-Allow-Methods", allowed),
                 ("Access-Control-Allow-Headers", _CORS_ALLOW_HEADERS),
                 ("Access-Control-Max-Age", "600"),
             ),
@@ -422,34 +461,211 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         payload: Any = None
         try:
             payload = jsonrpc.decode(body)
+        except JsonRpcError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, jsonrpc.encode(jsonrpc.error(None, exc)))
+            return
+        version_header = self.request_headers.get("MCP-Protocol-Version")
+        modern = revision_2026.is_modern(payload, version_header)
+        session: Optional[Session] = None
+        new_session: Optional[Session] = None
+        state = self.server.session  # stateless mode and 2026-07-28 requests: no session
+        if not (modern or self.server.settings.stateless):
+            if isinstance(payload, dict) and payload.get("method") == "initialize" and "id" in payload:
+                session = new_session = self.server.sessions.create(self._grant)
+            elif self.request_headers.get(SESSION_HEADER) is not None or self.server.settings.require_session:
+                session, refusal = self._session_from_header()
+                if refusal is not None:
+                    self._refuse(*refusal)
+                    return
+            if session is not None:
+                state = session.state
+        channel: Optional[_PostChannel] = None
+        if wants_sse and isinstance(payload, dict) and payload.get("method") == "tools/call" and "id" in payload:
+            # Progress, log messages and requests to the client go on this response's
+            # own SSE stream, which starts only when the first of them is sent.
+            prime = session.primes if session is not None else (version_header or "") >= "2025-11-25"
+            channel = _PostChannel(self, session, prime)
+        try:
             ctx = protocol.RequestContext(
                 registry=self.server.registry,
                 settings=self.server.settings,
-                protocol_version_header=self.request_headers.get("MCP-Protocol-Version"),
+                protocol_version_header=version_header,
                 headers=self.request_headers,
                 server_version=self.server.package_version,
                 grant=self._grant,
-                session=self.server.session,
+                session=state,
+                session_id=session.id if session is not None else None,
+                notify=channel.notify if channel is not None else None,
+                close_stream=channel.close if channel is not None else None,
             )
             answer = protocol.handle_payload(payload, ctx)
         except JsonRpcError as exc:
-            request_id = jsonrpc.request_id(payload) if exc.code != jsonrpc.PARSE_ERROR else None
-            self._send(HTTPStatus.BAD_REQUEST, jsonrpc.encode(jsonrpc.error(request_id, exc)))
+            refusal_body = jsonrpc.encode(jsonrpc.error(jsonrpc.request_id(payload), exc))
+            if channel is not None and channel.stream is not None:
+                channel.finish(refusal_body)
+                return
+            self._send(revision_2026.http_status(exc.code) if modern else HTTPStatus.BAD_REQUEST, refusal_body)
             return
         if answer is None:
             self._send(HTTPStatus.ACCEPTED)
             return
+        headers: tuple[tuple[str, str], ...] = ()
+        if new_session is not None and isinstance(answer, dict) and "result" in answer:
+            self.server.sessions.add(new_session)
+            headers = ((SESSION_HEADER, new_session.id),)
         try:
             encoded = jsonrpc.encode(answer)
         except (TypeError, ValueError):  # a tool's structuredContent that JSON cannot hold
             _log.warning("response could not be encoded as JSON")
             error = JsonRpcError(jsonrpc.INTERNAL_ERROR, "Internal error: the response could not be encoded as JSON")
             encoded = jsonrpc.encode(jsonrpc.error(jsonrpc.request_id(payload), error))
-        if wants_json:
-            self._send(HTTPStatus.OK, encoded)
+        if channel is not None and channel.stream is not None:
+            channel.finish(encoded)
+        elif wants_json:
+            self._send(HTTPStatus.OK, encoded, headers=headers)
         else:
             self._send(HTTPStatus.OK, b"event: message\ndata: " + encoded + b"\n\n", "text/event-stream",
-                       (("Cache-Control", "no-cache"),))
+                       (("Cache-Control", "no-cache"), *headers))
+
+    # -- sessions and event streams -------------------------------------------
+
+    def _session_from_header(self) -> tuple[Optional[Session], Optional[tuple[HTTPStatus, str]]]:
+        """The live session the request names, or the refusal (400 none named, 404 unknown).
+
+        A session is bound to the token that opened it: another token's request gets
+        the same 404 as an unknown id, so ids cannot be probed across grants.
+        """
+        value = self.request_headers.get(SESSION_HEADER)
+        if value is None or not value.strip():
+            return None, (HTTPStatus.BAD_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)")
+        session = self.server.sessions.get(value.strip())
+        if session is None or session.principal is not self._grant:
+            return None, (HTTPStatus.NOT_FOUND, "Not Found: unknown or ended session; send initialize again")
+        return session, None
+
+    def _get(self) -> None:
+        """The standalone SSE stream of a session, or the resumption of one (Last-Event-ID)."""
+        accepted = _media_types(self.request_headers.get("Accept"))
+        if not accepted & {"text/event-stream", "text/*", "*/*"}:
+            self._refuse(HTTPStatus.NOT_ACCEPTABLE, "Not Acceptable: Accept must allow text/event-stream")
+            return
+        session, refusal = self._session_from_header()
+        if refusal is not None or session is None:
+            self._refuse(*refusal)  # type: ignore[misc]
+            return
+        stream: Optional[EventStream] = None
+        after = 0
+        last_event_id = self.request_headers.get("Last-Event-ID")
+        if last_event_id:
+            parsed = sessions.parse_event_id(last_event_id)
+            if parsed is not None:
+                stream = session.stream(parsed[0])
+                after = parsed[1]
+        items: "queue.SimpleQueue[Optional[bytes]]" = queue.SimpleQueue()
+        alive = True
+        backlog = self.server.settings.sse_history
+
+        # Whoever sends (a tool's thread, a registry change) only queues: a slow
+        # client holds up this connection's thread, never theirs. One that falls more
+        # than a history behind is cut off; it resumes from the history (Last-Event-ID).
+        def sink(data: Optional[bytes]) -> bool:
+            nonlocal alive
+            if not alive:
+                return False
+            if data is not None and items.qsize() >= backlog:
+                alive = False
+                items.put(None)
+                return False
+            items.put(data)
+            return True
+
+        # Attached before the head goes out: what is sent from then on is queued for it.
+        if stream is None:
+            stream = session.new_stream(standalone=True)
+            stream.prime(sink, session.primes)
+        else:
+            stream.attach(sink, after)
+        try:
+            chunked = self._start_stream(())
+        except OSError:
+            stream.detach(sink)
+            self.close_connection = True
+            return
+        keepalive = self.server.settings.sse_keepalive
+        try:
+            while not self.server.closing:
+                try:
+                    item = items.get(timeout=keepalive)
+                except queue.Empty:
+                    if self._client_left():
+                        self.close_connection = True
+                        break
+                    item = sessions.KEEPALIVE
+                if item is None:  # the stream ended (server closing, session ended, replaced)
+                    if chunked:
+                        self._write(b"0\r\n\r\n")
+                    else:
+                        self.close_connection = True
+                    break
+                self._write(_chunk(item) if chunked else item)
+            else:
+                self.close_connection = True
+        except OSError:
+            self.close_connection = True
+        finally:
+            alive = False
+            stream.detach(sink)
+            if stream.finished:
+                session.drop_stream(stream)
+
+    def _delete(self) -> None:
+        session, refusal = self._session_from_header()
+        if refusal is not None or session is None:
+            self._refuse(*refusal)  # type: ignore[misc]
+            return
+        self.server.sessions.remove(session.id)
+        self._send(HTTPStatus.NO_CONTENT)
+
+    def _client_left(self) -> bool:
+        """True when the client has closed its side (a read would return end of file)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _start_stream(self, headers: tuple[tuple[str, str], ...], first: bytes = b"") -> bool:
+        """Write the head of a 200 text/event-stream response (with ``first``, already
+        framed, in the same send); True when the body is chunked (HTTP/1.1)."""
+        chunked = self.request_version == "HTTP/1.1"
+        lines = [
+            f"{self.protocol_version} 200 OK",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            "Content-Type: text/event-stream",
+        ]
+        if self._cors_origin is not None:
+            lines.append(f"Access-Control-Allow-Origin: {self._cors_origin}")
+            lines.append(f"Access-Control-Expose-Headers: {_CORS_EXPOSE_HEADERS}")
+            lines.append("Vary: Origin")
+        for name, value in (*_SSE_HEADERS, *headers):
+            lines.append(f"{name}: {value}")
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+        else:  # HTTP/1.0: the body ends when the connection does
+            self.close_connection = True
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self._write(head + (_chunk(first) if chunked and first else first))
+        return chunked
+
+    def _write(self, data: bytes) -> None:
+        writing = self.server.writing
+        writing.add(self.connection)  # close() may cut a write a client stopped reading
+        try:
+            self.wfile.write(data)
+        finally:
+            writing.discard(self.connection)
 
     def _read_body(self) -> Optional[bytes]:
         """The request body within the size and time limits; None if the client left."""
@@ -471,6 +687,9 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
             if length > limit:
                 raise _BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"Content Too Large: the limit is {limit} bytes")
         self._body_read = True  # from here on, every failure closes the connection
+        if not chunked and length <= self._buffered:  # already here: no timeout to set
+            self._buffered -= length
+            return self.rfile.read(length)
         if self._expect_continue:
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         deadline = time.monotonic() + self.server.settings.body_timeout
@@ -537,3 +756,104 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         if remaining <= 0:
             raise _BodyTimeout
         self.connection.settimeout(remaining)
+
+
+_OPEN_LOCK = threading.Lock()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+class _PostChannel:
+    """The SSE stream a POST response turns into when its call sends something first.
+
+    Until then nothing is written; the first message writes the head, the priming
+    event and the message in one send. The call's result is the last event, then the
+    chunked body ends and the connection stays open for the next request. When the
+    client goes away the events are kept (``sessions.EventStream``) for a ``GET`` with
+    ``Last-Event-ID``; ``close`` ends the response early on purpose (SSE polling).
+    """
+
+    __slots__ = ("_handler", "_session", "_prime", "stream", "_started", "_ended", "_dead", "_chunked",
+                 "_closing")
+
+    def __init__(self, handler: McpRequestHandler, session: Optional[Session], prime: bool) -> None:
+        self._handler = handler
+        self._session = session
+        self._prime = prime
+        self.stream: Optional[EventStream] = None
+        self._started = self._ended = self._dead = False
+        self._chunked = True
+        self._closing = False  # close() came first: the head says Connection: close
+
+    def _open(self) -> EventStream:
+        # One lock for all channels, taken only to start a stream: most calls never do,
+        # and a lock of their own would cost every call.
+        with _OPEN_LOCK:
+            stream = self.stream
+            if stream is None:
+                if self._session is not None:
+                    stream = self._session.new_stream()
+                else:
+                    settings = self._handler.server.settings
+                    stream = EventStream("s1", settings.sse_history, settings.sse_retry)
+                stream.prime(self._sink, self._prime)
+                self.stream = stream
+            return stream
+
+    def notify(self, message: dict[str, Any]) -> None:
+        self._open().send(message)
+
+    def close(self) -> None:
+        """End the HTTP response now (the call goes on); only when the client can resume."""
+        if not self._prime or self._session is None:
+            return
+        # The connection cannot serve another request until the call returns: a head not
+        # yet sent says so, so the client does not queue its reconnection behind it.
+        self._closing = True
+        stream = self._open()
+        stream.detach(self._sink, end=True)
+        handler = self._handler
+        handler.close_connection = True  # its thread is busy with the call until it returns
+        try:
+            handler.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def finish(self, encoded: bytes) -> None:
+        """Send the call's response as the last event (kept for a resume if nobody reads)."""
+        stream = self.stream
+        assert stream is not None
+        delivered = stream.send(encoded, last=True)
+        if not self._ended:
+            self._handler.close_connection = True  # the response did not end cleanly
+        if delivered and self._session is not None:
+            self._session.drop_stream(stream)  # read to the end: nothing left to resume
+
+    def _sink(self, data: Optional[bytes]) -> bool:
+        if self._dead:
+            return False
+        handler = self._handler
+        try:
+            if data is None:
+                if self._started and not self._ended:
+                    self._ended = True
+                    if self._chunked:
+                        handler._write(b"0\r\n\r\n")
+                return True
+            if self._ended:
+                return False
+            if not self._started:
+                self._started = True
+                if self._closing:
+                    handler.close_connection = True
+                self._chunked = handler._start_stream((("Connection", "close"),) if self._closing else (), data)
+                return True
+            handler._write(_chunk(data) if self._chunked else data)
+            return True
+        except OSError:
+            self._dead = True
+            handler.close_connection = True
+            return False
+

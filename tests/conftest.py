@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import threading
 import time
@@ -40,14 +41,22 @@ def make_registry() -> ToolRegistry:
 
 
 class Client:
-    """A keep-alive HTTP/1.1 client for one server, speaking JSON-RPC over POST /mcp."""
+    """A keep-alive HTTP/1.1 client for one server, speaking JSON-RPC over POST /mcp.
 
-    def __init__(self, port: int, token: Optional[str], protocol: Optional[str] = PROTOCOL) -> None:
+    It keeps the ``Mcp-Session-Id`` the server issues at ``initialize`` and sends it
+    with every later request; with ``auto_session`` (the default) a request sent
+    before any ``initialize`` first opens a session, as every real client does.
+    """
+
+    def __init__(self, port: int, token: Optional[str], protocol: Optional[str] = PROTOCOL,
+                 auto_session: bool = True) -> None:
         self.port = port
         self.token = token
         self.protocol = protocol
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         self._next_id = 0
+        self.session_id: Optional[str] = None
+        self.auto_session = auto_session
 
     def headers(self, **extra: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -55,29 +64,51 @@ class Client:
             headers["Authorization"] = f"Bearer {self.token}"
         if self.protocol:
             headers["MCP-Protocol-Version"] = self.protocol
+        if self.session_id:
+            headers["Mcp-Session-Id"] = self.session_id
         headers.update(extra)
         return headers
 
+    def open_session(self) -> str:
+        """Send initialize (and initialized) unless a session is open; its id."""
+        if self.session_id is None:
+            self.initialize()
+        assert self.session_id is not None
+        return self.session_id
+
     def post(self, body: Any, headers: Optional[dict[str, str]] = None, path: str = "/mcp") -> tuple[int, dict[str, str], bytes]:
+        is_initialize = isinstance(body, dict) and body.get("method") == "initialize"
+        if self.auto_session and self.session_id is None and not is_initialize:
+            try:
+                self.open_session()
+            except AssertionError:  # e.g. a refused token: the request below shows the refusal
+                pass
+            if self.session_id and headers is not None and "Mcp-Session-Id" not in headers:
+                headers = {**headers, "Mcp-Session-Id": self.session_id}
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.conn.request("POST", path, data, headers if headers is not None else self.headers())
         response = self.conn.getresponse()
         payload = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
+        answer_headers = {k.lower(): v for k, v in response.getheaders()}
+        if is_initialize and "mcp-session-id" in answer_headers:
+            self.session_id = answer_headers["mcp-session-id"]
+        return response.status, answer_headers, payload
 
     def rpc(self, method: str, params: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         self._next_id += 1
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
+        request_id = self._next_id  # post() may send an initialize (another id) first
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
         status, _, payload = self.post(message)
         assert status == 200, (status, payload)
         answer = json.loads(payload)
-        assert answer["id"] == self._next_id
+        assert answer["id"] == request_id
         return answer
 
-    def initialize(self, version: str = PROTOCOL) -> dict[str, Any]:
-        answer = self.rpc("initialize", {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})
+    def initialize(self, version: str = PROTOCOL, capabilities: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        answer = self.rpc("initialize", {"protocolVersion": version, "capabilities": capabilities or {},
+                                         "clientInfo": {"name": "t", "version": "1"}})
         status, _, _ = self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
         assert status == 202
         return answer["result"]
@@ -87,6 +118,19 @@ class Client:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def session_of(server: "loopback.LoopbackServer") -> str:
+    """The id of a session opened on ``server`` for raw requests (one per server, on first use)."""
+    session_id = getattr(server, "_test_session_id", None)
+    if session_id is None:
+        client = Client(server.port, server.token or None)
+        try:
+            session_id = client.open_session()
+        finally:
+            client.close()
+        server._test_session_id = session_id  # type: ignore[attr-defined]
+    return session_id
 
 
 def raw_request(port: int, data: bytes, timeout: float = 10.0) -> bytes:
@@ -164,9 +208,26 @@ def leak_exempt() -> set[int]:
     return set()
 
 
+def _open_fds() -> Optional[dict[int, str]]:
+    """This process's file descriptors and what each points to; None without /proc."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    fds = {}
+    for name in names:
+        try:
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # the directory listing's own fd, closed by now
+            pass
+    return fds
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(leak_exempt: set[int]) -> Iterator[None]:
-    """Every test ends with no process-wide server and no thread of ours but the exempt servers'."""
+    """Every test ends with no process-wide server, no thread of ours but the exempt
+    servers', and no more open file descriptors than it started with."""
+    fds_before = _open_fds()
     yield
     lifecycle.close()
     active = lifecycle.active_runtime()
@@ -178,3 +239,8 @@ def no_leaks(leak_exempt: set[int]) -> Iterator[None]:
     assert wait_for(lambda: not leaked(), 5), leaked()
     # A tool thread (per-call timeout) outliving its test is a tool the test never released.
     assert wait_for(lambda: not _tool_threads(), 5), _tool_threads()
+    if fds_before is not None:
+        # Connection threads that have just ended close their sockets: allow a short settle.
+        settled = wait_for(lambda: len(_open_fds() or {}) <= len(fds_before), 5)
+        after = _open_fds() or {}
+        assert settled, {fd: link for fd, link in after.items() if fds_before.get(fd) != link}

@@ -88,6 +88,29 @@ def test_report_structure(bench):
     assert isinstance(results["target"]["met"], bool)  # the earlier target, kept for old reports
 
 
+def test_children_write_bytecode_once_and_reuse_it(bench, monkeypatch):
+    # The import, spawn and cold-start figures must not include compiling: the children
+    # run with .pyc files written to a scratch prefix, whatever PYTHONDONTWRITEBYTECODE says.
+    _, results = bench
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench as bench_module
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    env = bench_module._child_env()
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert env["PYTHONPYCACHEPREFIX"] == bench_module.PYCACHE_PREFIX
+    tag = sys.implementation.cache_tag
+    for module in ("__init__", "server", "transport"):
+        cached = Path(bench_module.PYCACHE_PREFIX + str(ROOT / "loopback")) / f"{module}.{tag}.pyc"
+        assert cached.is_file(), cached
+    # The floor and loopback children run without site (-S); what loopback needs to serve is measured too.
+    assert results["imports"]["loopback"]["python"].endswith(" -S")
+    full = results["imports"]["loopback_server"]
+    assert full["statement"] == "import loopback, loopback.server"
+    assert _is_number(full["import_ms"]) and full["import_ms"] > 0
+    assert full["modules_added"] > results["imports"]["loopback"]["modules_added"]
+
+
 @pytest.mark.skipif(not HAS_SDK, reason="this interpreter cannot import mcp: the SDK column is skipped")
 def test_sdk_section(bench):
     stdout, results = bench

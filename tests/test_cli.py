@@ -83,6 +83,11 @@ def _works(url: str, headers: dict[str, str]) -> None:
     port = int(re.fullmatch(r"http://127\.0\.0\.1:(\d+)/mcp", url).group(1))
     client = Client(port, None)
     try:
+        # As a client does: initialize (which opens the session), then the call.
+        client.post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+            headers=client.headers(**headers))
+        assert client.session_id
         client.conn.request("POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
             "name": "echo", "arguments": {"text": "hi"}}}), client.headers(**headers))
         response = client.conn.getresponse()

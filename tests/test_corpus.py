@@ -33,7 +33,7 @@ SEPARATOR = b"\n%%\n"
 SETTINGS = Settings(body_timeout=0.5, idle_timeout=1.0)
 READ_TIMEOUT = 5.0  # a case that gets no answer in this long is a hang
 KEYS = {"status", "code", "message", "id", "result", "is-error", "batch-length", "batch-code",
-        "header", "closes", "half-close", "next-status", "xfail"}
+        "header", "closes", "half-close", "next-status", "xfail", "session"}
 PYTHON_PATH = re.compile(rb'\.py\b|File "[^"]*", line \d+')
 _REPEAT = re.compile(rb'\{repeat (\d+) ("(?:[^"\\]|\\.)*")\}')
 
@@ -85,13 +85,21 @@ def load_case(path: Path) -> Case:
     return Case(path.stem, expect, headers, template, " ".join(comments))
 
 
-def expand(template: bytes, srv: LoopbackServer) -> bytes:
+def expand(template: bytes, srv: LoopbackServer, in_session: bool = True) -> bytes:
     """The request bytes: placeholders filled in, ``{length}`` last (it measures the result)."""
     data = expand_repeats(template)
     token = srv.token.encode()
     for placeholder, value in ((b"{token}", token), (b"{short_token}", token[: len(token) // 2]),
                                (b"{port}", str(srv.port).encode()), (b"{host}", b"127.0.0.1")):
         data = data.replace(placeholder, value)
+    session_id = getattr(srv, "corpus_session", None)
+    if in_session and session_id and b"mcp-session-id" not in data.lower():
+        # Every case speaks inside one open session (a request without one is a 400 of
+        # its own): its header goes right after the request line.
+        end = data.find(b"\n")
+        if end > 0:
+            eol = b"\r\n" if data[end - 1 : end] == b"\r" else b"\n"
+            data = data[: end + 1] + b"Mcp-Session-Id: " + session_id.encode() + eol + data[end + 1 :]
     if b"{length}" in data:
         ends = [i + len(s) for s, i in ((s, data.find(s)) for s in (b"\r\n\r\n", b"\n\n")) if i >= 0]
         body = data[min(ends):] if ends else b""
@@ -136,6 +144,9 @@ def corpus_server() -> Iterator[tuple[LoopbackServer, _Crashes]]:
     logger.addHandler(crashes)
     logger.setLevel(logging.DEBUG)  # handle_error logs an unexpected exception at DEBUG only
     srv = LoopbackServer(0, registry=make_registry(), settings=SETTINGS).start()
+    opener = Client(srv.port, srv.token)
+    srv.corpus_session = opener.open_session()  # type: ignore[attr-defined]
+    opener.close()
     try:
         yield srv, crashes
     finally:
@@ -239,7 +250,7 @@ class Reader:
 
 
 def exchange(case: Case, srv: LoopbackServer) -> Reader:
-    data = expand(case.template, srv)
+    data = expand(case.template, srv, case.expect.get("session") != "none")
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=READ_TIMEOUT)
     reader = Reader(sock)
     try:

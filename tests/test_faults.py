@@ -6,9 +6,8 @@ on serving everyone else. Real servers on 127.0.0.1 and real sockets; every wait
 bounded. After every test: no extra live thread, no listening socket, no leaked file
 descriptor (see ``no_leaked_threads_fds_or_listeners``).
 
-Not covered: a client that disconnects mid-SSE-stream. The server answers every request
-with one complete response (an SSE response is a single event); there are no
-long-lived SSE streams yet to disconnect from.
+Clients leaving mid-SSE-stream are covered for both kinds of stream: the standalone
+``GET /mcp`` stream of a session, and a ``tools/call`` response that switched to SSE.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 import loopback
-from conftest import Client, make_registry, port_accepts, wait_for
+from conftest import Client, make_registry, port_accepts, session_of, wait_for
 from loopback import lifecycle
 from loopback.settings import Settings
 from loopback.tools import ToolRegistry
@@ -131,7 +130,7 @@ def request_bytes(server: loopback.LoopbackServer, message: dict[str, Any], *, l
     body = json.dumps(message).encode()
     head = (
         f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {server.token}\r\n"
-        f"Content-Type: application/json\r\nAccept: application/json\r\n"
+        f"Content-Type: application/json\r\nAccept: application/json\r\nMcp-Session-Id: {session_of(server)}\r\n"
         f"Content-Length: {len(body) if length is None else length}\r\n\r\n"
     )
     return head.encode() + body
@@ -513,6 +512,121 @@ def test_close_leaves_no_thread_writing_to_a_client_that_stopped_reading() -> No
         assert wait_for(lambda: not connection_threads(server.port), 5), "a thread outlived close()"
     finally:
         sock.close()  # lets the stuck thread go in any case
+
+
+# -- clients that leave mid-SSE-stream -----------------------------------------------------------
+
+
+def read_until(sock: socket.socket, marker: bytes, data: bytes = b"", limit: int = 1 << 20) -> bytes:
+    """``data`` and what ``sock`` sends next, until ``marker`` is in it (bounded by size
+    and the socket timeout); callers pass back what they got, so nothing read is lost."""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed before {marker!r}: {data[:300]!r}"
+        data += chunk
+        assert len(data) < limit, data[:300]
+    return data
+
+
+def open_session(server: loopback.LoopbackServer) -> Client:
+    client = Client(server.port, server.token)
+    client.open_session()
+    assert client.session_id, "initialize returned no Mcp-Session-Id"
+    return client
+
+
+def sse_get_bytes(server: loopback.LoopbackServer, session_id: str) -> bytes:
+    return (f"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {server.token}\r\n"
+            f"Accept: text/event-stream\r\nMcp-Session-Id: {session_id}\r\n"
+            f"MCP-Protocol-Version: 2025-11-25\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("events", ["idle", "events-after-leaving"])
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_client_leaving_a_get_sse_stream_ends_its_thread_and_others_are_served(how: str, events: str) -> None:
+    # idle_timeout is long: the stream thread must end because the client left (noticed
+    # at the next keep-alive or event), not because a timer for silence ran out.
+    settings = Settings(sse_keepalive=0.2, idle_timeout=60)
+    registry = make_registry()
+    with loopback.start(0, registry=registry, settings=settings) as server:
+        client = open_session(server)
+        try:
+            for round_ in range(3):  # repeated: each stream thread must end, none may pile up
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                try:
+                    sock.sendall(sse_get_bytes(server, client.session_id))
+                    got = read_until(sock, b"\r\n\r\n")
+                    head, _, rest = got.partition(b"\r\n\r\n")
+                    assert head.startswith(b"HTTP/1.1 200"), head
+                    assert b"content-type: text/event-stream" in head.lower(), head
+                    got = read_until(sock, b"\n\n", rest)  # the priming event: the stream is live
+                    # The keep-alive connection of `client` and this stream.
+                    assert wait_for(lambda: len(connection_threads(server.port)) == 2, 5)
+                    if events == "events-after-leaving":
+                        # An event on the stream gets through before the client leaves.
+                        registry.add(lambda: "x", name=f"before_{round_}")
+                        assert b"notifications/tools/list_changed" in read_until(sock, b"list_changed", got)
+                finally:
+                    if how == "reset":
+                        abort(sock)
+                    else:
+                        sock.close()
+                if events == "events-after-leaving":
+                    for i in range(5):  # the server now writes to a client that is gone
+                        registry.add(lambda: "x", name=f"after_{round_}_{i}")
+                        time.sleep(0.02)
+                assert wait_for(lambda: len(connection_threads(server.port)) == 1, 5), "the stream outlived its client"
+                assert served(server)
+                # The session survives its stream: the same client goes on, on its connection.
+                assert result_of(client.call_tool("add", {"a": round_}))["structuredContent"] == {"result": round_ + 2}
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_client_leaving_a_tools_call_sse_response_ends_its_thread_once_the_tool_returns(how: str) -> None:
+    registry = make_registry()
+    first_sent, go_on, returned = threading.Event(), threading.Event(), threading.Event()
+
+    @registry.tool
+    def steps(ctx: loopback.Context) -> str:
+        """Reports progress, waits for the test, reports more to a client that is gone, returns."""
+        ctx.progress(1, 3, "one")
+        first_sent.set()
+        go_on.wait(JOIN)
+        for step in (2, 3):
+            ctx.progress(step, 3, "more")
+        returned.set()
+        return "done"
+
+    with loopback.start(0, registry=registry, settings=Settings(idle_timeout=60)) as server:
+        client = open_session(server)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        try:
+            body = json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                               "params": {"name": "steps", "arguments": {}, "_meta": {"progressToken": "p"}}}).encode()
+            sock.sendall((f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {server.token}\r\n"
+                          f"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+                          f"Mcp-Session-Id: {client.session_id}\r\nMCP-Protocol-Version: 2025-11-25\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+            assert first_sent.wait(JOIN)
+            got = read_until(sock, b"\r\n\r\n")
+            assert got.startswith(b"HTTP/1.1 200") and b"text/event-stream" in got.lower(), got
+            read_until(sock, b"notifications/progress", got)
+        finally:
+            if how == "reset":
+                abort(sock)
+            else:
+                sock.close()
+        try:
+            assert served(server)  # while the tool still runs for a client that left
+            go_on.set()
+            assert returned.wait(JOIN)
+            assert wait_for(lambda: len(connection_threads(server.port)) == 1, 5), "the call's thread outlived its client"
+            assert result_of(client.call_tool("add", {"a": 4}))["structuredContent"] == {"result": 6}
+        finally:
+            go_on.set()
+            client.close()
 
 
 # -- clients that say nothing ------------------------------------------------------------------

@@ -4,9 +4,11 @@
   nothing but ``JsonRpcError``, and every answer is encodable, says ``"jsonrpc": "2.0"``,
   echoes the right id and uses only error codes a client mistake may earn.
 - ``jsonrpc.decode`` over random bytes: nothing but ``JsonRpcError(-32700)``.
-- Raw request bytes (mutations of valid requests) against one module-scoped server: no 5xx
-  but 501/505, every response well framed, no traceback or token, no logged crash, no hang,
-  and a normal call still works afterwards.
+- Raw request bytes (mutations of valid requests: calls with and without the session,
+  chunked bodies, batches, CORS preflights, the session's GET event stream) against one
+  module-scoped server: no 5xx but 501/505, every response well framed (Content-Length, or
+  chunked SSE), no traceback or token, no logged crash, no hang, and a normal call still
+  works afterwards.
 
 Bounded for CI: ``LOOPBACK_FUZZ_EXAMPLES=N`` sets every test's example count for long runs;
 with ``CI`` set the runs are derandomized (reproducible); otherwise a failure prints the
@@ -278,7 +280,8 @@ def test_decode_reads_back_what_encode_writes(value: Any) -> None:
 # and 505 (an HTTP major version other than 1, RFC 9110 15.6.6). Any other 5xx is a bug.
 ALLOWED_STATUSES = {100, 200, 202, 204, 400, 401, 403, 404, 405, 406, 408, 411, 413, 414, 415, 431, 501, 505}
 PYTHON_PATH = re.compile(rb'\.py\b|File "[^"]*", line \d+')
-RAW_SETTINGS = Settings(body_timeout=0.5, idle_timeout=1.0)
+# sse_keepalive: a GET stream notices its half-closed client at the next keep-alive.
+RAW_SETTINGS = Settings(body_timeout=0.5, idle_timeout=1.0, sse_keepalive=0.05)
 HEADER_NAMES = ["Host", "Authorization", "Content-Type", "Accept", "Content-Length", "Transfer-Encoding",
                 "Origin", "MCP-Protocol-Version", "Connection", "Expect", "Mcp-Session-Id"]
 HEADER_VALUES = ["", "0", "-1", "chunked", "identity", "chunked, gzip", "close", "keep-alive", "100-continue",
@@ -288,7 +291,7 @@ METHODS = ["POST", "GET", "OPTIONS", "HEAD", "PUT", "DELETE", "PRI", "CONNECT", 
 TARGETS = ["/mcp", "/mcp/", "/", "*", "//mcp", "/mcp?x=1", "http://127.0.0.1/mcp", "/%00", "/mcp#x", ""]
 
 
-def _template(kind: str, port: int, token: str) -> bytes:
+def _template(kind: str, port: int, token: str, session_id: str) -> bytes:
     ping = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
     call = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}'
     head = [f"POST /mcp HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Authorization: Bearer {token}",
@@ -298,6 +301,12 @@ def _template(kind: str, port: int, token: str) -> bytes:
     elif kind == "chunked":
         body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(ping), ping)
         framing = ["Transfer-Encoding: chunked"]
+    elif kind == "session-call":  # inside the open session
+        body, framing = call, [f"Content-Length: {len(call)}", "MCP-Protocol-Version: 2025-11-25",
+                               f"Mcp-Session-Id: {session_id}"]
+    elif kind == "stream":  # the session's standalone SSE stream
+        head[0], head[3:] = "GET /mcp HTTP/1.1", ["Accept: text/event-stream"]
+        body, framing = b"", [f"Mcp-Session-Id: {session_id}", "MCP-Protocol-Version: 2025-11-25"]
     elif kind == "batch":
         body = b"[" + ping + b"," + call + b"]"
         framing = [f"Content-Length: {len(body)}", "MCP-Protocol-Version: 2025-03-26"]
@@ -308,9 +317,10 @@ def _template(kind: str, port: int, token: str) -> bytes:
 
 
 @st.composite
-def mutated_requests(draw: st.DrawFn, port: int, token: str) -> bytes:
+def mutated_requests(draw: st.DrawFn, port: int, token: str, session_id: str) -> bytes:
     """A valid request with 1-4 random edits to its bytes, header lines, method or target."""
-    data = _template(draw(st.sampled_from(["call", "chunked", "batch", "preflight"])), port, token)
+    kinds = ["call", "chunked", "batch", "preflight", "session-call", "stream"]
+    data = _template(draw(st.sampled_from(kinds)), port, token, session_id)
     for _ in range(draw(st.integers(1, 4))):
         edit = draw(st.sampled_from(["flip", "insert", "delete", "header", "method", "target"]))
         at = draw(st.integers(0, len(data)))
@@ -374,6 +384,13 @@ def split_responses(raw: bytes, head_requests: bool) -> list[int]:
         assert match, f"not a status line: {lines[0]!r}"
         status = int(match.group(1))
         lengths = [line.split(":", 1)[1].strip() for line in lines[1:] if line.lower().startswith("content-length:")]
+        if any(line.lower().replace(" ", "") == "transfer-encoding:chunked" for line in lines[1:]):
+            # Only an SSE stream is chunked; one the server ended because the client left
+            # may stop after any whole chunk, but only at the end of what was received.
+            assert status == 200 and not lengths and b"text/event-stream" in head.lower(), head
+            statuses.append(status)
+            raw = _after_chunked(rest)
+            continue
         assert status == 204 or status < 200 or len(lengths) == 1, head
         length = 0 if status == 204 or status < 200 else int(lengths[0])
         if head_requests and (not rest or rest.startswith(b"HTTP/1.1 ")):
@@ -382,6 +399,23 @@ def split_responses(raw: bytes, head_requests: bool) -> list[int]:
         statuses.append(status)
         raw = rest[length:]
     return statuses
+
+
+def _after_chunked(data: bytes) -> bytes:
+    """What follows a chunked body (b"" when the stream was cut after a whole chunk)."""
+    for _ in range(100_000):  # bounded: every pass consumes at least one chunk
+        size_line, sep, data = data.partition(b"\r\n")
+        if not sep:
+            assert not size_line, f"a chunk-size line cut short: {size_line[:100]!r}"
+            return b""
+        assert re.fullmatch(rb"[0-9a-f]+", size_line), f"a bad chunk-size line: {size_line[:100]!r}"
+        size = int(size_line, 16)
+        if size == 0:
+            assert data.startswith(b"\r\n"), f"no CRLF after the last chunk: {data[:100]!r}"
+            return data[2:]
+        assert len(data) >= size + 2 and data[size:size + 2] == b"\r\n", f"a chunk cut short: {data[:100]!r}"
+        data = data[size + 2:]
+    raise AssertionError("too many chunks")
 
 
 class _Crashes(logging.Handler):
@@ -403,7 +437,10 @@ def fuzz_server() -> Iterator[tuple[LoopbackServer, _Crashes]]:
     logger.addHandler(crashes)
     logger.setLevel(logging.DEBUG)  # an unexpected handler exception is logged at DEBUG only
     srv = LoopbackServer(0, registry=fuzz_registry(), settings=RAW_SETTINGS).start()
+    opener = Client(srv.port, srv.token)
     try:
+        srv.fuzz_session = opener.open_session()  # type: ignore[attr-defined]
+        opener.close()
         yield srv, crashes
     finally:
         srv.close()
@@ -435,7 +472,7 @@ def test_mutated_raw_requests_never_break_the_server(fuzz_server: tuple[Loopback
 
     # Inner @given: the server and the final check wrap the whole run, not each example.
     @fuzz_settings(300)
-    @given(data=mutated_requests(srv.port, srv.token))
+    @given(data=mutated_requests(srv.port, srv.token, srv.fuzz_session))  # type: ignore[attr-defined]
     def one_request(data: bytes) -> None:
         crashes.records.clear()
         raw = exchange_raw(srv.port, data)

@@ -37,6 +37,7 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 import pytest
 
 import loopback
+from loopback import clients
 from loopback.tools import ToolRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,11 +53,13 @@ DEMO_TOOLS = {"echo", "add", "current_time", "word_count", "host_info"}
 
 
 def _generic_config(server: Any) -> tuple[str, dict[str, str]]:
-    """URL and request headers a generic MCP client is configured with for ``server``.
+    """URL and request headers of the generated generic config for ``server``.
 
     ``server`` is anything with ``.url`` and ``.token``: a ``LoopbackServer`` or a served CLI.
+    The clients are configured from what ``clients.render("generic")`` writes, as a user would.
     """
-    return server.url, {"Authorization": f"Bearer {server.token}"}
+    config = json.loads(clients.render("generic", server.url, server.token).text)
+    return config["url"], config["headers"]
 
 
 # -- the official Python SDK, in process ---------------------------------------------
@@ -526,3 +529,146 @@ def test_inspector_cli_reports_a_wrong_token(node_clients, served, tmp_path):
     assert refused.returncode != 0
     assert "Unauthorized" in refused.stdout + refused.stderr, (refused.stdout, refused.stderr)
     _stop_cleanly(served)
+
+
+# -- the official Python SDK: streams, notifications, requests to the client ----------
+
+
+def _streaming_server() -> Any:
+    """A server whose tools log, report progress and ask the client (sampling, elicitation, roots)."""
+    registry = ToolRegistry()
+
+    @registry.tool
+    def chatty(ctx: loopback.Context, steps: int = 3) -> str:
+        """Logs and reports progress at each step."""
+        for step in range(1, steps + 1):
+            ctx.log("info", f"step {step}", logger="chatty")
+            ctx.progress(step, steps, f"step {step} of {steps}")
+        return "finished"
+
+    @registry.tool
+    def ask_name(ctx: loopback.Context) -> str:
+        """Asks the user for a name, with a default (SEP-1034) and an enum (SEP-1330)."""
+        answer = ctx.elicit("Who are you?", {
+            "type": "object",
+            "properties": {"name": {"type": "string", "default": "Ada"},
+                           "role": {"type": "string", "enum": ["dev", "ops"]}},
+            "required": ["name"]})
+        return f"{answer['action']}:{answer.get('content', {}).get('name')}:{answer.get('content', {}).get('role')}"
+
+    @registry.tool
+    def think(ctx: loopback.Context) -> str:
+        """Asks the client's model."""
+        result = ctx.sample("2+2?", max_tokens=5)
+        return f"{result['model']}:{result['content']['text']}"
+
+    @registry.tool
+    def where(ctx: loopback.Context) -> str:
+        """Lists the client's roots."""
+        return ",".join(root["uri"] for root in ctx.list_roots())
+
+    @registry.tool
+    def ask_without_capability(ctx: loopback.Context) -> str:
+        """Reports the error a missing capability gives."""
+        try:
+            ctx.list_roots()
+        except loopback.ClientRequestError as exc:
+            return f"refused: {exc}"
+        return "no error"
+
+    return loopback.start(0, registry=registry)
+
+
+def test_python_sdk_receives_logs_and_progress_on_the_call_stream():
+    _sdk()
+    from mcp import types
+
+    logs: list[Any] = []
+    progress: list[tuple[float, Optional[float], Optional[str]]] = []
+
+    async def on_log(params: Any) -> None:
+        logs.append((params.level, params.data, params.logger))
+
+    async def on_progress(done: float, total: Optional[float], message: Optional[str]) -> None:
+        progress.append((done, total, message))
+
+    server = _streaming_server()
+    try:
+        url, headers = _generic_config(server)
+        import httpx2
+        from mcp import ClientSession
+        from mcp.client.streamable_http import streamable_http_client
+
+        async def main() -> Any:
+            async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(TIMEOUT), trust_env=False) as http:
+                async with streamable_http_client(url, http_client=http) as (read, write):
+                    async with ClientSession(read, write, read_timeout_seconds=TIMEOUT, logging_callback=on_log) as session:
+                        await session.initialize()
+                        await session.set_logging_level("info")
+                        return await session.call_tool("chatty", {"steps": 3}, progress_callback=on_progress)
+
+        result = _run(main())
+    finally:
+        server.close()
+    assert isinstance(result, types.CallToolResult) and result.content[0].text == "finished"
+    assert logs == [("info", f"step {n}", "chatty") for n in (1, 2, 3)]
+    assert progress == [(n, 3, f"step {n} of 3") for n in (1, 2, 3)]
+
+
+def test_python_sdk_answers_elicitation_sampling_and_roots():
+    _sdk()
+    from mcp import types
+
+    asked: list[Any] = []
+
+    async def on_elicit(context: Any, params: Any) -> Any:
+        asked.append(params)
+        schema = params.requested_schema
+        return types.ElicitResult(action="accept", content={"name": schema["properties"]["name"]["default"], "role": "ops"})
+
+    async def on_sample(context: Any, params: Any) -> Any:
+        assert params.max_tokens == 5 and params.messages[0].content.text == "2+2?"
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="4"),
+                                         model="test-model", stop_reason="endTurn")
+
+    async def on_roots(context: Any) -> Any:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///repo", name="repo")])
+
+    server = _streaming_server()
+    try:
+        url, headers = _generic_config(server)
+        import httpx2
+        from mcp import ClientSession
+        from mcp.client.streamable_http import streamable_http_client
+
+        async def main() -> Any:
+            async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(TIMEOUT), trust_env=False) as http:
+                async with streamable_http_client(url, http_client=http) as (read, write):
+                    async with ClientSession(read, write, read_timeout_seconds=TIMEOUT, elicitation_callback=on_elicit,
+                                             sampling_callback=on_sample, list_roots_callback=on_roots) as session:
+                        await session.initialize()
+                        return [await session.call_tool(name, {}) for name in ("ask_name", "think", "where")]
+
+        elicited, sampled, rooted = _run(main())
+    finally:
+        server.close()
+    assert elicited.content[0].text == "accept:Ada:ops"
+    assert asked[0].message == "Who are you?"
+    assert asked[0].requested_schema["properties"]["role"]["enum"] == ["dev", "ops"]
+    assert sampled.content[0].text == "test-model:4"
+    assert rooted.content[0].text == "file:///repo"
+
+
+def test_python_sdk_without_a_capability_gets_a_clear_tool_error():
+    _sdk()
+    server = _streaming_server()
+    try:
+        url, headers = _generic_config(server)
+
+        async def body(session, init):
+            return await session.call_tool("ask_without_capability", {})
+
+        result = _session(url, headers, body)
+    finally:
+        server.close()
+    assert result.content[0].text == "refused: the client did not declare the 'roots' capability: cannot send roots/list"

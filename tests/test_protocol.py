@@ -80,7 +80,8 @@ def test_initialize_offers_the_latest_for_an_unknown_version(version: str) -> No
 
 def test_initialize_describes_the_server() -> None:
     result = result_of(handle_payload(request("initialize", init_params()), ctx()))
-    assert result["capabilities"] == {"tools": {"listChanged": False}, "logging": {}}
+    assert result["capabilities"] == {"tools": {"listChanged": True}, "resources": {"subscribe": True, "listChanged": True},
+                                      "prompts": {"listChanged": True}, "completions": {}, "logging": {}}
     assert result["serverInfo"] == {"name": "loopback", "version": loopback.__version__}
     assert "instructions" not in result
     named = result_of(handle_payload(request("initialize", init_params()), ctx(server_name="gateway", instructions="Be nice.")))
@@ -111,11 +112,11 @@ def test_ping() -> None:
 
 
 def test_unknown_method() -> None:
-    answer = handle_payload(request("resources/list", id=4), ctx())
+    answer = handle_payload(request("no/such/method", id=4), ctx())
     assert answer["id"] == 4
     error = error_of(answer)
     assert error["code"] == METHOD_NOT_FOUND
-    assert "resources/list" in error["message"]
+    assert "no/such/method" in error["message"]
 
 
 @pytest.mark.parametrize("message", [

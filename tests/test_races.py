@@ -441,10 +441,6 @@ def test_restart_from_inside_a_tool_answers_the_call_and_the_new_server_serves()
     assert len(server_threads()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: with Settings(tool_timeout=...) a tool runs on a 'loopback-tool:*' thread; close() from it "
-    "joins the connection thread that waits for that very tool (server.py end_connections skips only "
-    "threading.current_thread()), so both wait until close_timeout, then a bogus 'still running' warning"))
 def test_close_from_inside_a_tool_with_a_per_call_timeout_is_prompt(caplog: pytest.LogCaptureFixture) -> None:
     registry = make_registry()
 
@@ -662,10 +658,6 @@ def test_fork_during_a_call_in_flight_the_child_serves_its_own_and_the_parent_an
 
 @needs_fork
 @pytest.mark.skipif(not HAS_PROC, reason="reads /proc")
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: server.py _abandon_after_fork calls sock.close() on each connection socket, but a "
-    "connection being served has a makefile() reader (StreamRequestHandler.rfile), so "
-    "socket.close() only drops a reference and the child keeps the fd open"))
 def test_forked_child_keeps_no_copy_of_the_parents_connection_sockets() -> None:
     parent = loopback.ensure(0, registry=make_registry())
     client = Client(parent.port, parent.token)
@@ -691,9 +683,6 @@ def test_forked_child_keeps_no_copy_of_the_parents_connection_sockets() -> None:
 
 @needs_fork
 @pytest.mark.skipif(not HAS_PROC, reason="reads /proc")
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the accept loop's selector (an epoll fd made in server.py _HTTPServer.serve_forever) is "
-    "not known to _abandon_after_fork, so a forked child keeps one epoll fd per inherited server"))
 def test_forked_child_keeps_no_copy_of_the_parents_accept_loop_selector() -> None:
     def epoll_fds() -> set[int]:
         return {fd for fd, link in open_fds().items() if "eventpoll" in link}
@@ -742,11 +731,6 @@ def test_fork_while_another_thread_is_starting_the_server_the_child_starts_its_o
 
 
 @needs_fork
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a fork while ensure() is binding in another thread gives the child a copy of the socket of "
-    "a server that lifecycle does not know yet (not in _singleton/_active/_servers, lifecycle.py "
-    "_after_fork_in_child), so the child never closes it and the parent's port keeps accepting "
-    "connections after the parent closed it, for as long as the child lives"))
 def test_fork_while_another_thread_is_starting_leaves_the_child_no_copy_of_that_listening_socket(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -171,8 +171,14 @@ def test_ipv6_loopback():
     try:
         assert server.url == f"http://[::1]:{server.port}/mcp"
         conn = http.client.HTTPConnection("::1", server.port, timeout=10)
-        conn.request("POST", "/mcp", b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+        conn.request("POST", "/mcp", b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":'
+                     b'"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}',
                      {"Content-Type": "application/json", "Authorization": f"Bearer {server.token}"})
+        opened = conn.getresponse()
+        opened.read()
+        conn.request("POST", "/mcp", b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+                     {"Content-Type": "application/json", "Authorization": f"Bearer {server.token}",
+                      "Mcp-Session-Id": opened.getheader("Mcp-Session-Id")})
         response = conn.getresponse()
         assert response.status == 200 and response.read() == b'{"jsonrpc":"2.0","id":1,"result":{}}'
         conn.close()

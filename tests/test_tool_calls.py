@@ -402,6 +402,7 @@ def test_notifications_cancelled_sets_the_flag_of_the_running_call() -> None:
 
     with loopback.start(0, registry=registry) as server:
         caller, canceller = Client(server.port, server.token), Client(server.port, server.token)
+        canceller.session_id = caller.open_session()  # cancellation is per session: the caller's
         try:
             thread = threading.Thread(target=lambda: caller.post(
                 {"jsonrpc": "2.0", "id": "call-1", "method": "tools/call", "params": {"name": "long", "arguments": {}}}))

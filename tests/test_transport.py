@@ -29,7 +29,7 @@ from loopback.server import LoopbackServer
 from loopback.settings import Settings
 from loopback.transport import McpRequestHandler
 
-from conftest import Client, _loopback_threads, make_registry, raw_request, status_of, wait_for
+from conftest import Client, _loopback_threads, make_registry, raw_request, session_of, status_of, wait_for
 
 SOCKET_TIMEOUT = 5.0
 PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
@@ -41,10 +41,12 @@ TIGHT = Settings(max_body_bytes=1024, body_timeout=0.5, allowed_origins=("https:
 
 
 _module_servers: list[LoopbackServer] = []
+_SESSIONS: dict[int, str] = {}  # port of a module server -> the session its raw requests use
 
 
 def _module_server(settings: Optional[Settings] = None) -> Iterator[LoopbackServer]:
     srv = LoopbackServer(0, registry=make_registry(), settings=settings).start()
+    _SESSIONS[srv.port] = session_of(srv)  # raw requests (build) speak inside this session
     _module_servers.append(srv)
     try:
         yield srv
@@ -168,6 +170,7 @@ def build(
         "Content-Type": "application/json",
         "Accept": "application/json, text/event-stream",
         "MCP-Protocol-Version": "2025-11-25",
+        "Mcp-Session-Id": _SESSIONS.get(port),
         "Content-Length": str(len(body)),
     }
     fields.update(headers or {})
@@ -247,7 +250,7 @@ def _is_ping_answer(body: Any) -> None:
 
 
 BEARER = {"www-authenticate": 'Bearer realm="loopback"'}
-ALLOW = {"allow": "POST, OPTIONS"}
+ALLOW = {"allow": "GET, POST, DELETE, OPTIONS"}
 
 TABLE = [
     # 401: bearer token
@@ -283,9 +286,10 @@ TABLE = [
          headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
                   "Access-Control-Request-Headers": "authorization, content-type", "Content-Type": None,
                   **NO_AUTH},
-         expect={"access-control-allow-origin": "http://localhost:5173", "access-control-allow-methods": "POST, OPTIONS"}),
+         expect={"access-control-allow-origin": "http://localhost:5173",
+                 "access-control-allow-methods": "GET, POST, DELETE, OPTIONS"}),
     case("preflight-without-origin", 204, method="OPTIONS", body=b"", headers=NO_AUTH,
-         expect={"access-control-allow-methods": "POST, OPTIONS"}),
+         expect={"access-control-allow-methods": "GET, POST, DELETE, OPTIONS"}),
     case("preflight-cross-site", 403, -32000, method="OPTIONS", body=b"",
          headers={"Origin": "https://evil.example", **NO_AUTH}),
     # 404: other paths, even without a token
@@ -300,9 +304,13 @@ TABLE = [
     case("path-authorization-server", 404, -32000, method="GET", path="/.well-known/oauth-authorization-server",
          body=b"", headers={"Content-Length": None, **NO_AUTH}),
     case("path-with-query", 200, check=_is_ping_answer, path="/mcp?x=1"),
-    # 405: other methods, after authentication
-    case("get", 405, -32000, expect=ALLOW, method="GET", body=b"", headers={"Content-Length": None}),
-    case("delete", 405, -32000, expect=ALLOW, method="DELETE", body=b"", headers={"Content-Length": None}),
+    # 405: other methods, after authentication (GET and DELETE need a session: tests/test_sessions.py)
+    case("get-without-session", 400, -32000, method="GET", body=b"", headers={"Content-Length": None, "Mcp-Session-Id": None}),
+    case("get-json-only", 406, -32000, method="GET", body=b"", headers={"Content-Length": None, "Accept": "application/json"}),
+    case("delete-unknown-session", 404, -32000, method="DELETE", body=b"",
+         headers={"Content-Length": None, "Mcp-Session-Id": "no-such-session"}),
+    case("post-without-session", 200, check=_is_ping_answer, headers={"Mcp-Session-Id": None}),
+    case("post-unknown-session", 404, -32000, headers={"Mcp-Session-Id": "no-such-session"}),
     case("put", 405, -32000, expect=ALLOW, method="PUT"),
     case("get-no-token", 401, -32000, expect=BEARER, method="GET", body=b"", headers={"Content-Length": None, **NO_AUTH}),
     # 415 / 406
@@ -399,7 +407,7 @@ def test_head_is_refused_without_a_body(main: LoopbackServer) -> None:
         conn.send(build(main.port, main.token, "HEAD", body=b"", headers={"Content-Length": None}))
         response = conn.read_response(head_request=True)
         assert response.status == 405
-        assert response.headers["allow"] == "POST, OPTIONS"
+        assert response.headers["allow"] == "GET, POST, DELETE, OPTIONS"
         assert_still_serves(main, conn, response)  # the next bytes on the wire are the next response
     finally:
         conn.close()
@@ -582,11 +590,12 @@ def test_expect_100_continue_refused_before_the_body(main: LoopbackServer) -> No
 
 def test_refusal_with_an_unread_body_does_not_desynchronise_keep_alive(main: LoopbackServer) -> None:
     """A body the server refused unread must not be parsed as the next request on the connection."""
-    client = Client(main.port, "wrong-token")
+    client = Client(main.port, "wrong-token", auto_session=False)
     try:
         status, headers, _ = client.post({"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert status == 401
         client.token = main.token
+        client.auto_session = True
         assert client.call_tool("add", {"a": 2, "b": 3})["result"]["content"][0]["text"] == "5"
     finally:
         client.close()
@@ -638,7 +647,8 @@ def test_every_response_carries_content_length(main: LoopbackServer, tight: Loop
         (main, build(main.port, main.token, headers=NO_AUTH)),
         (main, build(main.port, main.token, headers={"Host": "evil.example"})),
         (main, build(main.port, main.token, path="/x")),
-        (main, build(main.port, main.token, method="GET", body=b"", headers={"Content-Length": None})),
+        (main, build(main.port, main.token, method="PUT", body=b"", headers={"Content-Length": None})),
+        (main, build(main.port, main.token, method="GET", body=b"", headers={"Content-Length": None, "Mcp-Session-Id": None})),
         (main, build(main.port, main.token, headers={"Content-Type": "text/plain"})),
         (main, build(main.port, main.token, headers={"Accept": "text/html"})),
         (main, build(main.port, main.token, body=b"", headers={"Content-Length": None})),
