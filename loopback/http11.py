@@ -14,6 +14,7 @@ lines and whitespace before the colon, which RFC 9112 says a server must reject
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional
@@ -22,6 +23,7 @@ MAX_LINE = 65536  # bytes in the request line or one header line
 MAX_HEADERS = 100
 
 # RFC 9110 token: the characters a method or a field name may use.
+_TARGET = re.compile(rb"[^\x00-\x20\x7f]+")  # no controls, no spaces
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)\Z")
 
@@ -105,6 +107,7 @@ class RequestHead:
         return self.version >= (1, 1) and expect is not None and expect.strip().lower() == "100-continue"
 
 
+@functools.lru_cache(maxsize=128)  # clients repeat their request line
 def parse_request_line(line: bytes) -> tuple[str, str, tuple[int, int]]:
     """``METHOD SP request-target SP HTTP-version``; HeadError otherwise."""
     parts = line.rstrip(b"\r\n").split(b" ")
@@ -119,27 +122,30 @@ def parse_request_line(line: bytes) -> tuple[str, str, tuple[int, int]]:
     number = (int(matched.group(1)), int(matched.group(2)))
     if number[0] != 1:
         raise HeadError(505, "HTTP Version Not Supported: use HTTP/1.1")
-    if any(b <= 0x20 or b == 0x7F for b in target):
+    if not _TARGET.fullmatch(target):
         raise HeadError(400, "Bad Request: malformed request target")
     return method.decode("ascii"), target.decode("latin-1"), number
+
+
+@functools.lru_cache(maxsize=512)  # a client repeats most of its lines on every request
+def _parse_field(raw: bytes) -> tuple[str, str]:
+    """One header field line as (name, value); HeadError otherwise."""
+    if raw[:1] in (b" ", b"\t"):
+        raise HeadError(400, "Bad Request: obsolete line folding in header")
+    name, colon, value = raw.rstrip(b"\r\n").partition(b":")
+    if not colon or not _TOKEN.match(name):
+        raise HeadError(400, "Bad Request: malformed header field")
+    text = value.strip(b" \t")
+    if b"\r" in text or b"\n" in text or b"\0" in text:
+        raise HeadError(400, "Bad Request: invalid character in header value")
+    return name.decode("ascii"), text.decode("latin-1")
 
 
 def parse_header_lines(lines: list[bytes]) -> Headers:
     """Header field lines (without the blank line that ends them); HeadError otherwise."""
     if len(lines) > MAX_HEADERS:
         raise HeadError(431, "Request Header Fields Too Large: too many header fields")
-    fields = []
-    for raw in lines:
-        if raw[:1] in (b" ", b"\t"):
-            raise HeadError(400, "Bad Request: obsolete line folding in header")
-        name, colon, value = raw.rstrip(b"\r\n").partition(b":")
-        if not colon or not _TOKEN.match(name):
-            raise HeadError(400, "Bad Request: malformed header field")
-        text = value.strip(b" \t")
-        if b"\r" in text or b"\n" in text or b"\0" in text:
-            raise HeadError(400, "Bad Request: invalid character in header value")
-        fields.append((name.decode("ascii"), text.decode("latin-1")))
-    headers = Headers(fields)
+    headers = Headers([_parse_field(raw) for raw in lines])
     if len(headers.get_all("Host")) > 1:
         raise HeadError(400, "Bad Request: more than one Host header")
     return headers

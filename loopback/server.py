@@ -103,6 +103,7 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
         self._connections_lock = threading.Lock()
         # Sockets a response is being written to right now (see end_connections).
         self.writing: set[socket.socket] = set()
+        self.date_cache: tuple[int, str] = (-1, "")  # (second, Date header) for responses
         self._wake_reader, self._wake_writer = socket.socketpair()
         try:
             super().__init__(address, McpRequestHandler)

@@ -27,8 +27,9 @@ import logging
 import queue
 import select
 import socket
-import time
 import socketserver
+import struct
+import time
 import threading
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Optional
@@ -113,6 +114,7 @@ def _split_host_port(value: str) -> tuple[str, Optional[int]]:
 
 
 @functools.lru_cache(maxsize=64)  # clients send the same Accept header on every request
+@functools.lru_cache(maxsize=64)  # clients send the same Accept on every request
 def _media_types(header: Optional[str]) -> frozenset[str]:
     """The media ranges of an Accept header that are not refused with q=0."""
     types = set()
@@ -129,6 +131,13 @@ def _media_types(header: Optional[str]) -> frozenset[str]:
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (None, "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
+def _format_date(timestamp: float) -> str:
+    t = time.gmtime(timestamp)
+    return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
 
 
 class McpRequestHandler(socketserver.StreamRequestHandler):
@@ -159,8 +168,20 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self._idle_timeout = self.server.settings.idle_timeout
-        self.connection.settimeout(self._idle_timeout)
+        # The idle limit is the kernel's (SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket):
+        # a Python-level socket timeout costs a poll() before every recv and send. Python
+        # timeouts are used only while a deadline runs (a slow head or body).
+        seconds = self.server.settings.idle_timeout
+        whole = int(seconds)
+        self._kernel_timeout = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+        self._idle()
+
+    def _idle(self) -> None:
+        """Back to the idle limit after a deadline: blocking I/O under the kernel's timeouts."""
+        sock = self.connection
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._kernel_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._kernel_timeout)
 
     def handle(self) -> None:
         self.close_connection = True
@@ -215,7 +236,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
                     self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                     return
                 header_lines.append(field)
-            self.connection.settimeout(self._idle_timeout)
+            self._idle()
             self._handle_head(line, header_lines)
         except (TimeoutError, ConnectionError, OSError, _BodyTimeout) as exc:
             _log.debug("connection from %s ended: %s", self.client_address[0], type(exc).__name__)
@@ -265,12 +286,19 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
             if end >= 0 or room <= 0:
                 return b"".join(parts)
 
-    @staticmethod
-    def date_time_string(timestamp: Optional[float] = None) -> str:
-        """An IMF-fixdate (RFC 9110 5.6.7), English names whatever the locale."""
-        t = time.gmtime(timestamp)
-        return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
-                f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+    def date_time_string(self, timestamp: Optional[float] = None) -> str:
+        """An IMF-fixdate (RFC 9110 5.6.7), English names whatever the locale.
+
+        The current one is formatted once per second per server, not per response.
+        """
+        if timestamp is not None:
+            return _format_date(timestamp)
+        now = int(time.time())
+        second, text = self.server.date_cache
+        if second != now:
+            text = _format_date(now)
+            self.server.date_cache = (now, text)  # one tuple: never a half-updated pair
+        return text
 
     # -- responses -----------------------------------------------------------
 
@@ -698,7 +726,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
                 return self._read_chunked(limit, deadline)
             return self._read_exactly(length, deadline)
         finally:
-            self.connection.settimeout(self._idle_timeout)
+            self._idle()
 
     def _read_exactly(self, length: int, deadline: float) -> Optional[bytes]:
         parts: list[bytes] = []

@@ -401,8 +401,8 @@ def test_the_context_is_plain_data() -> None:
     assert context.protocol_version_header is None
     # no header: treated as 2025-03-26, where a batch is allowed
     assert handle_payload([request("ping")], context) == [{"jsonrpc": "2.0", "id": 1, "result": {}}]
-    with pytest.raises(AttributeError):
-        context.settings = Settings()  # type: ignore[misc]
+    with pytest.raises(AttributeError):  # slots: a misspelt field cannot be set by accident
+        context.setting = Settings()  # type: ignore[attr-defined]
 
 
 def test_protocol_imports_no_io() -> None:
