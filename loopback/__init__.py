@@ -46,6 +46,7 @@ __all__ = [
     "PromptRegistry",
     "Message",
     "Context",
+    "InputRequired",
     "ClientRequestError",
     "CallBlocked",
     "SchemaError",
@@ -82,6 +83,7 @@ _LAZY = {
     "PromptRegistry": "prompts",
     "Message": "prompts",
     "Context": "context",
+    "InputRequired": "revision_2026",
     "ClientRequestError": "context",
     "Grant": "auth",
     "Text": "content",
@@ -95,6 +97,7 @@ if TYPE_CHECKING:
     from .auth import Grant
     from .content import Audio, EmbeddedResource, Image, ResourceLink, Text
     from .context import ClientRequestError, Context
+    from .revision_2026 import InputRequired
     from .host import PreparedRun, prepare_agent_run
     from .lifecycle import active_runtime, close, default_registry, ensure, start
     from .prompts import Message, PromptRegistry

@@ -185,6 +185,21 @@ class Context:
         self._close_stream = close_stream
 
     @property
+    def input_responses(self) -> dict[str, Any]:
+        """The client's answers to this call's input requests (a 2026-07-28 retry), by key; else {}."""
+        return getattr(self._session, "input_responses", None) or {}
+
+    @property
+    def request_state(self) -> Optional[str]:
+        """The ``state`` of the ``InputRequired`` this call returned last round (verified); else None."""
+        return getattr(self._session, "request_state", None)
+
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        """What the client declared it can do (at initialize, or in this request's _meta)."""
+        return dict(getattr(self._session, "client_capabilities", None) or {})
+
+    @property
     def is_owner(self) -> bool:
         return self.scope == OWNER
 
@@ -238,6 +253,10 @@ class Context:
         stream is open, the client answers with an error, or no answer comes in time.
         """
         session = self._session
+        from . import revision_2026  # imported late: that module imports this one
+
+        if isinstance(session, revision_2026.RequestSession):  # 2026-07-28: no requests on the stream
+            raise ClientRequestError(f"cannot send {method}: in MCP 2026-07-28 a tool asks for input by returning loopback.InputRequired")
         send = self._notify or (session.standalone if session is not None else None)
         if session is None or send is None:
             raise ClientRequestError(f"cannot send {method} to the client: no stream to it is open")

@@ -137,6 +137,10 @@ class Tool:
                 except (ToolArgumentError, TypeError, ValueError) as exc:
                     _log.error("before-call hook gave tool %r invalid arguments: %s", self.name, exc)
                     return error_result(f"Tool {self.name!r} was blocked: the before-call hook gave invalid arguments")
+        # Loaded with the server, so a cheap lookup here; at module level it would make
+        # registering a tool import hmac and hashlib.
+        from . import revision_2026
+
         kwargs = self.convert(checked) if self.convert is not None else checked
         if self.context_param is not None:
             kwargs = {**kwargs, self.context_param: context}  # the hook may hold on to ``checked``
@@ -148,12 +152,18 @@ class Tool:
         except _ToolTimeout:
             _log.warning("tool %r timed out after %g s", self.name, timeout)
             return error_result(f"Tool {self.name!r} timed out after {timeout:g} seconds")
+        except revision_2026.MissingClientCapability:
+            raise  # the request's protocol error (-32021, HTTP 400), not the tool's
         # SystemExit and KeyboardInterrupt too: raised by a tool, they would otherwise
         # unwind the connection thread and leave the client without an answer.
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             _log.warning("tool %r raised %s", self.name, type(exc).__name__)
             _log.debug("tool %r failed", self.name, exc_info=True)
             return error_result(f"Tool {self.name!r} failed: {_describe(exc)}")
+        if isinstance(value, revision_2026.InputRequired):
+            if isinstance(context._session, revision_2026.RequestSession):
+                return value.to_result()  # revision_2026 checks and seals it; the client retries
+            return error_result(f"Tool {self.name!r} needs input the client can give only over MCP 2026-07-28")
         result = to_call_result(value, self.output)
         if self.output is not None and "structuredContent" in result:
             try:

@@ -497,7 +497,15 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         session: Optional[Session] = None
         new_session: Optional[Session] = None
         state = self.server.session  # stateless mode and 2026-07-28 requests: no session
-        if not (modern or self.server.settings.stateless):
+        watch: Optional[_DisconnectWatch] = None
+        if modern:
+            # Nothing outlives a 2026-07-28 request; closing its connection cancels it.
+            state = revision_2026.RequestSession()
+            if isinstance(payload, dict) and payload.get("method") == "tools/call" and "id" in payload:
+                request_id, grant = payload["id"], self._grant
+                watch = _DisconnectWatch(self.connection, lambda: state.cancel(grant, request_id),
+                                         f"loopback-mcp:{self.server.server_port}:watch")
+        elif not self.server.settings.stateless:
             if isinstance(payload, dict) and payload.get("method") == "initialize" and "id" in payload:
                 session = new_session = self.server.sessions.create(self._grant)
             elif self.request_headers.get(SESSION_HEADER) is not None or self.server.settings.require_session:
@@ -526,7 +534,11 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
                 notify=channel.notify if channel is not None else None,
                 close_stream=channel.close if channel is not None else None,
             )
-            answer = protocol.handle_payload(payload, ctx)
+            if watch is None:
+                answer = protocol.handle_payload(payload, ctx)
+            else:
+                with watch:
+                    answer = protocol.handle_payload(payload, ctx)
         except JsonRpcError as exc:
             refusal_body = jsonrpc.encode(jsonrpc.error(jsonrpc.request_id(payload), exc))
             if channel is not None and channel.stream is not None:
@@ -784,6 +796,46 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         if remaining <= 0:
             raise _BodyTimeout
         self.connection.settimeout(remaining)
+
+
+class _DisconnectWatch:
+    """While a call runs, watch its connection on a thread of its own and run ``on_leave``
+    if the client closes it (how a 2026-07-28 client cancels a request)."""
+
+    def __init__(self, connection: socket.socket, on_leave: Any, name: str) -> None:
+        self._connection = connection
+        self._on_leave = on_leave
+        self._name = name
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "_DisconnectWatch":
+        self._done_reader, self._done_writer = socket.socketpair()
+        self._thread = threading.Thread(target=self._watch, name=self._name, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._done_writer.send(b"\0")
+        finally:
+            if self._thread is not None:
+                self._thread.join()
+            self._done_reader.close()
+            self._done_writer.close()
+
+    def _watch(self) -> None:
+        try:
+            readable, _, _ = select.select([self._connection, self._done_reader], [], [])
+            if self._done_reader in readable:
+                return
+            # End of file: the client left. Data instead (a pipelined request) is left for
+            # the handler, and the watch ends.
+            if self._connection.recv(1, socket.MSG_PEEK) == b"":
+                self._on_leave()
+        except ConnectionError:  # reset by the client: it left too
+            self._on_leave()
+        except (OSError, ValueError):
+            pass
 
 
 _OPEN_LOCK = threading.Lock()

@@ -248,9 +248,9 @@ def test_python_sdk_without_the_token_is_refused(server, authorization):
     assert all("Unauthorized" in error.error.message for error in errors), errors
 
 
-def test_python_sdk_default_client_probes_then_falls_back_to_initialize(server):
-    """``mcp.Client`` (mode "auto") first tries 2026-07-28's ``server/discover``; loopback refuses that
-    version, so the SDK must fall back to the 2025-11-25 initialize handshake and work normally."""
+def test_python_sdk_default_client_discovers_and_speaks_2026_07_28(server):
+    """``mcp.Client`` (mode "auto") first tries 2026-07-28's ``server/discover``; loopback serves
+    that revision too, so the SDK adopts it: no initialize, and tools work per request."""
     mcp = _sdk()
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
@@ -262,13 +262,16 @@ def test_python_sdk_default_client_probes_then_falls_back_to_initialize(server):
             async with mcp.Client(streamable_http_client(url, http_client=http), read_timeout_seconds=TIMEOUT) as client:
                 listed = await client.list_tools()
                 called = await client.call_tool("stats", {"text": "a b"})
-                return client.session.initialize_result, client.session.discover_result, listed, called
+                failed = await client.call_tool("fail", {})
+                session = client.session
+                return session.initialize_result, session.discover_result, session.protocol_version, listed, called, failed
 
-    init, discovered, listed, called = _run(main())
-    assert discovered is None
-    assert init.protocol_version == PROTOCOL and init.server_info.name == "loopback"
+    init, discovered, version, listed, called, failed = _run(main())
+    assert init is None and discovered is not None
+    assert version == "2026-07-28"
     assert {tool.name for tool in listed.tools} == {"echo", "add", "stats", "fail"}
     assert called.structured_content == {"words": 2, "characters": 3}
+    assert failed.is_error
 
 
 # -- Node clients: install once per session ------------------------------------------

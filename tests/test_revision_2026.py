@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from typing import Any, Optional
 
 import pytest
@@ -735,3 +736,39 @@ def test_param_headers_of_unknown_tools_are_not_judged() -> None:
     with pytest.raises(JsonRpcError) as info:
         handle_payload(message, ctx_for(headers_for(message), _sql_registry()))
     assert info.value.code == INVALID_PARAMS  # Unknown tool, not a header mismatch
+
+
+def test_http_closing_the_connection_cancels_a_running_modern_call() -> None:
+    """2026-07-28 has no notifications/cancelled: a client cancels by closing the stream."""
+    import socket
+    import threading
+
+    registry = ToolRegistry()
+    entered, finished = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    @registry.tool
+    def wait_for_cancel(ctx: Context) -> str:
+        entered.set()
+        deadline = time.monotonic() + 10
+        while not ctx.cancelled and time.monotonic() < deadline:  # bounded
+            time.sleep(0.01)
+        seen.append(ctx.cancelled)
+        finished.set()
+        return "done"
+
+    message = body("tools/call", {"name": "wait_for_cancel", "arguments": {}})
+    data = json.dumps(message).encode()
+    with loopback.start(0, registry=registry) as server:
+        head = "".join(f"{k}: {v}\r\n" for k, v in {
+            "Host": f"127.0.0.1:{server.port}", "Authorization": f"Bearer {server.token}",
+            "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+            "Content-Length": str(len(data)), **headers_for(message)}.items())
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        try:
+            sock.sendall(f"POST /mcp HTTP/1.1\r\n{head}\r\n".encode() + data)
+            assert entered.wait(10)
+        finally:
+            sock.close()
+        assert finished.wait(10)
+    assert seen == [True]
