@@ -109,7 +109,7 @@ class SessionState:
 
     def resolve(self, response: Mapping[str, Any]) -> bool:
         """Hand a client's response to the request waiting for it; False if none waits."""
-        future = self.pending.pop(response.get("id"), None)  # type: ignore[arg-type]
+        future = self.pending.pop(response.get("id"), None)
         if future is None:
             return False
         try:

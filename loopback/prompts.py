@@ -16,9 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, TypeVar, Union, overload
 
-from .auth import OWNER
 from .content import CONTENT_TYPES, Audio, EmbeddedResource, Image, ResourceLink, Text
-from .context import Context, ToolHeaders
+from .context import Context
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
 from .resources import Completer, ListenerSet, page
 from .schema import SchemaError, Signature, ToolArgumentError, check_value, compile_signature
@@ -298,7 +297,7 @@ def _get(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> d
     if prompt is None:
         raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {name}")
     try:
-        value = prompt.call(arguments, _context(ctx, request_id, name) if prompt.context_param else None)
+        value = prompt.call(arguments, ctx.context_for(name, request_id, params) if prompt.context_param else None)
         from .revision_2026 import InputRequired  # at call time: it imports protocol, which imports us
 
         if isinstance(value, InputRequired):  # 2026-07-28: the client must answer first
@@ -310,21 +309,6 @@ def _get(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> d
         _log.warning("prompt %r raised %s", name, type(exc).__name__)
         _log.debug("prompt %r failed", name, exc_info=True)
         raise JsonRpcError(INTERNAL_ERROR, f"Prompt {name!r} failed: {type(exc).__name__}: {exc}") from None
-
-
-def _context(ctx: "RequestContext", request_id: Any, name: str) -> Context:
-    """The ``Context`` a prompt function declaring one receives (as ``tools/call`` builds it;
-    ``tool_name`` holds the prompt's name)."""
-    return Context(
-        headers=ToolHeaders(ctx.headers, ctx.grant.headers if ctx.grant is not None else None),
-        scope=ctx.grant.scope if ctx.grant is not None else OWNER,
-        session_id=ctx.session_id,
-        request_id=request_id,
-        tool_name=name,
-        notify=ctx.notify,
-        session=ctx.session,
-        request_timeout=ctx.settings.client_request_timeout,
-    )
 
 
 HANDLERS: dict[str, Callable[[Mapping[str, Any], "RequestContext", Any], dict[str, Any]]] = {

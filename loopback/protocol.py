@@ -52,6 +52,23 @@ class RequestContext:
     notify: Optional[Notify] = None  # sends a notification to the client; None: no stream open
     close_stream: Optional[Callable[[], None]] = None  # ends the call's SSE response early (polling)
 
+    def context_for(self, name: str, request_id: Any, params: Mapping[str, Any]) -> Context:
+        """The ``Context`` a function serving this request receives (a tool, or a prompt
+        declaring one: ``tool_name`` then holds the prompt's name)."""
+        meta = params.get("_meta")
+        return Context(
+            headers=ToolHeaders(self.headers, self.grant.headers if self.grant is not None else None),
+            scope=self.grant.scope if self.grant is not None else OWNER,
+            session_id=self.session_id,
+            request_id=request_id,
+            tool_name=name,
+            progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
+            notify=self.notify,
+            session=self.session,
+            request_timeout=self.settings.client_request_timeout,
+            close_stream=self.close_stream,
+        )
+
     def can_use(self, tool: Tool) -> bool:
         """Whether the caller's grant lets it see and call ``tool``."""
         if self.grant is None:
@@ -228,19 +245,7 @@ def _tools_call(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     tool = ctx.registry.get(name)
     if tool is None or not ctx.can_use(tool):  # a hidden tool is indistinguishable from none
         raise JsonRpcError(INVALID_PARAMS, f"Unknown tool: {name}")
-    meta = params.get("_meta")
-    context = Context(
-        headers=ToolHeaders(ctx.headers, ctx.grant.headers if ctx.grant is not None else None),
-        scope=ctx.grant.scope if ctx.grant is not None else OWNER,
-        session_id=ctx.session_id,
-        request_id=request_id,
-        tool_name=name,
-        progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
-        notify=ctx.notify,
-        session=ctx.session,
-        request_timeout=ctx.settings.client_request_timeout,
-        close_stream=ctx.close_stream,
-    )
+    context = ctx.context_for(name, request_id, params)
     key = (ctx.grant, request_id)
     ctx.session.in_flight[key] = context
     try:

@@ -348,7 +348,7 @@ def check_headers(headers: Mapping[str, str], payload: Mapping[str, Any], envelo
             HEADER_MISMATCH,
             f"Header mismatch: Mcp-Method header value {sent_method[0].strip()!r} does not match body value {method!r}",
         )
-    key = NAME_BEARING_METHODS.get(method)  # type: ignore[arg-type]
+    key = NAME_BEARING_METHODS.get(method)
     if key is not None:
         params = payload.get("params")
         body_value = params.get(key) if isinstance(params, dict) else None

@@ -427,10 +427,10 @@ class LoopbackServer:
                 os.close(sock.detach())
             except OSError:
                 pass
-        selector = httpd.selector
-        if selector is not None:  # the accept loop's epoll descriptor
+        fileno = getattr(httpd.selector, "fileno", None)  # epoll and kqueue have a descriptor
+        if fileno is not None:
             try:
-                os.close(selector.fileno())
+                os.close(fileno())
             except (OSError, ValueError):
                 pass
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
 from .content import CONTENT_TYPES, error_result, to_call_result
 from .context import Context
 from .prompts import PromptRegistry
-from .resources import ResourceRegistry
+from .resources import ListenerSet, ResourceRegistry
 from .schema import Output, SchemaError, ToolArgumentError, check_value, compile_output, compile_signature
 
 __all__ = ["CallBlocked", "SchemaError", "Tool", "ToolArgumentError", "ToolRegistry", "check_value"]
@@ -209,7 +209,7 @@ class ToolRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tools: dict[str, Tool] = {}
-        self._listeners: tuple[Callable[[], None], ...] = ()
+        self._changed = ListenerSet[Callable[[], None]]("tool-list")
         self.before_call_hook: Optional[BeforeCall] = None
         self.resources = ResourceRegistry()
         self.prompts = PromptRegistry()
@@ -275,7 +275,7 @@ class ToolRegistry:
             tools = dict(self._tools)
             tools[tool_name] = tool
             self._tools = tools  # swapped whole: readers never see a dict being changed
-        self._changed()
+        self._changed.fire()
         return tool
 
     @overload
@@ -308,7 +308,7 @@ class ToolRegistry:
             tools = dict(self._tools)
             del tools[name]
             self._tools = tools
-        self._changed()
+        self._changed.fire()
         return True
 
     def before_call(self, hook: Optional[BeforeCall]) -> Optional[BeforeCall]:
@@ -331,21 +331,7 @@ class ToolRegistry:
         Servers use this to send ``notifications/tools/list_changed``. A listener must
         be quick and must not raise (errors are logged).
         """
-        with self._lock:
-            self._listeners = (*self._listeners, listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._listeners = tuple(l for l in self._listeners if l is not listener)
-
-        return unsubscribe
-
-    def _changed(self) -> None:
-        for listener in self._listeners:
-            try:
-                listener()
-            except Exception:
-                _log.exception("tool-list listener failed")
+        return self._changed.add(listener)
 
     def get(self, name: str) -> Optional[Tool]:
         return self._tools.get(name)

@@ -197,7 +197,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         self.command = self.request_version = self.requestline = ""
         self._buffered = 0
         try:
-            buffered = self.rfile.peek(1)  # waits up to idle_timeout for the next request
+            buffered = self.rfile.peek(1)  # type: ignore[attr-defined]  # waits up to idle_timeout
             if not buffered:
                 self.close_connection = True
                 return
@@ -274,7 +274,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         room = http11.MAX_LINE + 1
         while True:
             self._set_deadline(deadline)
-            buffered = rfile.peek(1)  # what is buffered, or one recv when nothing is
+            buffered = rfile.peek(1)  # type: ignore[attr-defined]  # what is buffered, or one recv when nothing is
             if not buffered:
                 return b"".join(parts)
             end = buffered.find(b"\n", 0, room)
