@@ -127,7 +127,6 @@ def parse_request_line(line: bytes) -> tuple[str, str, tuple[int, int]]:
     return method.decode("ascii"), target.decode("latin-1"), number
 
 
-@functools.lru_cache(maxsize=512)  # a client repeats most of its lines on every request
 def _parse_field(raw: bytes) -> tuple[str, str]:
     """One header field line as (name, value); HeadError otherwise."""
     if raw[:1] in (b" ", b"\t"):
@@ -141,20 +140,36 @@ def _parse_field(raw: bytes) -> tuple[str, str]:
     return name.decode("ascii"), text.decode("latin-1")
 
 
-def parse_header_lines(lines: list[bytes]) -> Headers:
-    """Header field lines (without the blank line that ends them); HeadError otherwise."""
+def parse_header_lines(lines: list[bytes], seen: Optional[dict[bytes, tuple[str, str]]] = None) -> Headers:
+    """Header field lines (without the blank line that ends them); HeadError otherwise.
+
+    ``seen``, kept by the caller for one connection, remembers lines already parsed:
+    a client repeats most of its header lines on every request.
+    """
     if len(lines) > MAX_HEADERS:
         raise HeadError(431, "Request Header Fields Too Large: too many header fields")
-    headers = Headers([_parse_field(raw) for raw in lines])
+    if seen is None:
+        fields = [_parse_field(raw) for raw in lines]
+    else:
+        fields = []
+        for raw in lines:
+            field = seen.get(raw)
+            if field is None:
+                field = _parse_field(raw)
+                if len(seen) < 2 * MAX_HEADERS:
+                    seen[raw] = field
+            fields.append(field)
+    headers = Headers(fields)
     if len(headers.get_all("Host")) > 1:
         raise HeadError(400, "Bad Request: more than one Host header")
     return headers
 
 
-def parse_head(request_line: bytes, header_lines: list[bytes]) -> RequestHead:
+def parse_head(request_line: bytes, header_lines: list[bytes],
+               seen: Optional[dict[bytes, tuple[str, str]]] = None) -> RequestHead:
     """A whole request head, with the framing rules that need no body (RFC 9112 3.2, 6.1, 6.3)."""
     method, target, version = parse_request_line(request_line)
-    headers = parse_header_lines(header_lines)
+    headers = parse_header_lines(header_lines, seen)
     if version >= (1, 1) and "Host" not in headers:
         raise HeadError(400, "Bad Request: missing Host header")
     codings = [c.strip().lower() for v in headers.get_all("Transfer-Encoding") for c in v.split(",")]

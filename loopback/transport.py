@@ -174,6 +174,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         seconds = self.server.settings.idle_timeout
         whole = int(seconds)
         self._kernel_timeout = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+        self._seen_fields: dict[bytes, tuple[str, str]] = {}  # header lines of this connection
         self._idle()
 
     def _idle(self) -> None:
@@ -246,7 +247,7 @@ class McpRequestHandler(socketserver.StreamRequestHandler):
         """Parse a complete request head and route the request."""
         self.requestline = line.rstrip(b"\r\n").decode("latin-1")
         try:
-            head = http11.parse_head(line, header_lines)
+            head = http11.parse_head(line, header_lines, self._seen_fields)
         except http11.HeadError as exc:
             self.close_connection = True
             self._refuse(HTTPStatus(exc.status), exc.message)
