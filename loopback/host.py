@@ -11,6 +11,7 @@ Must not know: HTTP or MCP details (``server`` mints tokens, ``clients`` renders
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -46,12 +47,16 @@ class _Lease:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._released = False
+        # A run the host never closes still has its file (which may hold a token)
+        # deleted when the interpreter exits.
+        atexit.register(self.release)
 
     def release(self) -> None:
         with self._lock:
             if self._released:
                 return
             self._released = True
+        atexit.unregister(self.release)
         # Only this run's token: the server is shared with every other run.
         self._server.revoke_token(self._token)
         if os.getpid() != self._pid:

@@ -13,6 +13,8 @@ import logging
 import os
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import tomllib
@@ -133,8 +135,8 @@ def test_prepare_with_failed_start_warns_and_the_run_goes_on_without_mcp(
     assert loopback.active_runtime() is None and not serving_threads()
     assert lifecycle._singleton is None and lifecycle._starting is None
 
-    later = prepare_agent_run(needs_mcp=True)  # the failure is not remembered
-    assert later.enabled and later.warning is None and port_accepts(later.runtime.port)
+    with prepare_agent_run(needs_mcp=True) as later:  # the failure is not remembered
+        assert later.enabled and later.warning is None and port_accepts(later.runtime.port)
 
 
 @pytest.mark.parametrize("port", [-1, 65536])
@@ -340,3 +342,16 @@ def test_closing_the_server_first_then_the_run_is_harmless():
     loopback.close()
     run.close()
     assert not os.path.exists(run.config_path)
+
+
+def test_a_run_the_host_never_closes_has_its_config_deleted_at_interpreter_exit(tmp_path: Path) -> None:
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import loopback\n"
+        "run = loopback.prepare_agent_run(format='generic')\n"  # holds the token
+        "print(run.config_path, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).resolve().parent.parent)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    path = done.stdout.strip()
+    assert path.endswith(".json") and not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
