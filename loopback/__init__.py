@@ -71,9 +71,9 @@ _LAZY = {
     "PreparedRun": "host",
     "LoopbackServer": "server",
     "Runtime": "server",
-    "LoopbackError": "server",
-    "StartError": "server",
-    "PortInUseError": "server",
+    "LoopbackError": "errors",
+    "StartError": "errors",
+    "PortInUseError": "errors",
     "Settings": "settings",
     "Tool": "tools",
     "ToolRegistry": "tools",
@@ -83,7 +83,7 @@ _LAZY = {
     "PromptRegistry": "prompts",
     "Message": "prompts",
     "Context": "context",
-    "InputRequired": "revision_2026",
+    "InputRequired": "content",
     "ClientRequestError": "context",
     "Grant": "auth",
     "Text": "content",
@@ -95,14 +95,14 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .auth import Grant
-    from .content import Audio, EmbeddedResource, Image, ResourceLink, Text
+    from .content import Audio, EmbeddedResource, Image, InputRequired, ResourceLink, Text
     from .context import ClientRequestError, Context
-    from .revision_2026 import InputRequired
+    from .errors import LoopbackError, PortInUseError, StartError
     from .host import PreparedRun, prepare_agent_run
     from .lifecycle import active_runtime, close, default_registry, ensure, start
     from .prompts import Message, PromptRegistry
     from .resources import ResourceRegistry
-    from .server import LoopbackError, LoopbackServer, PortInUseError, Runtime, StartError
+    from .server import LoopbackServer, Runtime
     from .settings import Settings
     from .tools import CallBlocked, SchemaError, Tool, ToolRegistry
 

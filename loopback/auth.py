@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 OWNER = "owner"
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -76,6 +76,13 @@ class TokenStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._grants: dict[bytes, Grant] = {}
+        # Told of each grant that ends (revoked, or found expired), after it is gone:
+        # the server ends its sessions, streams and state.
+        self._on_end: list[Callable[[Grant], None]] = []
+
+    def on_end(self, listener: Callable[[Grant], None]) -> None:
+        """Call ``listener(grant)`` for every grant that ends from now on (revoked or expired)."""
+        self._on_end.append(listener)
 
     def issue(
         self,
@@ -124,12 +131,26 @@ class TokenStore:
         """Stop accepting ``token``; True if it was valid."""
         key = _digest(token.encode("utf-8", "surrogateescape"))
         with self._lock:
-            if key not in self._grants:
+            grant = self._grants.get(key)
+            if grant is None:
                 return False
             grants = dict(self._grants)
             del grants[key]
             self._grants = grants
-            return True
+        for listener in self._on_end:
+            listener(grant)
+        return True
+
+    def sweep(self, now: Optional[float] = None) -> int:
+        """Revoke every grant whose TTL has run out; how many there were."""
+        now = time.monotonic() if now is None else now
+        expired = [grant for grant in self._grants.values() if grant.expired(now)]
+        return sum(self.revoke(grant.token) for grant in expired)
+
+    def next_expiry(self) -> Optional[float]:
+        """The earliest ``expires_at`` of a live grant, or None when none expires."""
+        deadlines = [grant.expires_at for grant in self._grants.values() if grant.expires_at is not None]
+        return min(deadlines) if deadlines else None
 
     def check(self, presented: bytes) -> Optional[Grant]:
         """The grant of a presented token, or None."""

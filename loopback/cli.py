@@ -97,7 +97,7 @@ examples:
 """
 
 
-class CliError(Exception):
+class CliError(LoopbackError):
     """A failure to report as one line on stderr and an exit code (1 unless given)."""
 
     def __init__(self, message: str, code: int = 1) -> None:

@@ -11,13 +11,12 @@ Must not know: HTTP, sockets, sessions.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
+from .context import RequestContext
 from .resources import Completer
 
-if TYPE_CHECKING:
-    from .protocol import RequestContext
 
 __all__ = ["HANDLERS", "MAX_VALUES", "complete"]
 
@@ -51,7 +50,7 @@ def _string_map(value: Any, what: str) -> dict[str, str]:
     return value
 
 
-def _completer(ref: Any, argument: str, ctx: "RequestContext") -> Optional[Completer]:
+def _completer(ref: Any, argument: str, ctx: RequestContext) -> Optional[Completer]:
     if not isinstance(ref, dict):
         raise JsonRpcError(INVALID_PARAMS, "Invalid params: completion/complete needs a 'ref' object")
     kind = ref.get("type")
@@ -72,7 +71,7 @@ def _completer(ref: Any, argument: str, ctx: "RequestContext") -> Optional[Compl
     raise JsonRpcError(INVALID_PARAMS, f"Invalid params: unknown ref type {kind!r} (use ref/prompt or ref/resource)")
 
 
-def _complete(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _complete(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     argument = params.get("argument")
     if not isinstance(argument, dict) or not isinstance(argument.get("name"), str) \
             or not isinstance(argument.get("value"), str):
@@ -90,6 +89,6 @@ def _complete(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any)
         raise JsonRpcError(INTERNAL_ERROR, f"Completion failed: {type(exc).__name__}: {exc}") from None
 
 
-HANDLERS: dict[str, Callable[[Mapping[str, Any], "RequestContext", Any], dict[str, Any]]] = {
+HANDLERS: dict[str, Callable[[Mapping[str, Any], RequestContext, Any], dict[str, Any]]] = {
     "completion/complete": _complete,
 }

@@ -418,3 +418,53 @@ def to_call_result(
     elif isinstance(value, dict):
         result["structuredContent"] = value
     return result
+
+
+# SEP-2322 (multi round-trip requests): what each kind of input request needs the
+# client to have declared.
+INPUT_REQUEST_CAPABILITIES = {
+    "elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots",
+}
+
+
+class InputRequired:
+    """What a tool (or prompt, or resource) returns when it needs the client's input first.
+
+    ``requests`` maps keys of your choosing to input requests, each
+    ``{"method": "elicitation/create" | "sampling/createMessage" | "roots/list", "params": {...}}``;
+    ``state`` is an optional string you get back on the retry (``ctx.request_state``),
+    signed by the server so the client cannot alter it. The client answers with a retry
+    of the same request carrying ``inputResponses`` (``ctx.input_responses``: key ->
+    the client's result), and the function runs again from the start (SEP-2322).
+    """
+
+    __slots__ = ("requests", "state")
+
+    def __init__(self, requests: Mapping[str, Mapping[str, Any]], state: Optional[str] = None) -> None:
+        if state is not None and not isinstance(state, str):
+            raise TypeError(f"state must be a string or None, not {type(state).__name__}")
+        if not requests and state is None:
+            raise ValueError("InputRequired needs at least one input request or a state")
+        checked: dict[str, dict[str, Any]] = {}
+        for key, request in requests.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"input request keys must be non-empty strings, not {key!r}")
+            method = request.get("method") if isinstance(request, Mapping) else None
+            if method not in INPUT_REQUEST_CAPABILITIES:
+                raise ValueError(f"input request {key!r}: method must be one of {', '.join(INPUT_REQUEST_CAPABILITIES)}")
+            params = request.get("params", {})
+            if not isinstance(params, Mapping):
+                raise ValueError(f"input request {key!r}: params must be an object")
+            checked[key] = {"method": method, "params": dict(params)}
+        self.requests = checked
+        self.state = state
+
+    def to_result(self) -> dict[str, Any]:
+        """The ``InputRequiredResult`` (before the server signs its ``requestState``)."""
+        result: dict[str, Any] = {"resultType": "input_required", "inputRequests": self.requests}
+        if self.state is not None:
+            result["requestState"] = self.state
+        return result
+
+    def __repr__(self) -> str:
+        return f"InputRequired({sorted(self.requests)!r}, state={'set' if self.state is not None else None})"

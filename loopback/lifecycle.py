@@ -78,7 +78,6 @@ def start(
     registry: Optional[ToolRegistry] = None,
     settings: Optional[Settings] = None,
     token: Optional[str] = None,
-    require_auth: bool = True,
 ) -> LoopbackServer:
     """Start a new, independent server, listening when this returns.
 
@@ -94,7 +93,7 @@ def start(
     try:
         server = LoopbackServer(
             port, host=host, registry=registry if registry is not None else _default_registry,
-            settings=settings, token=token, require_auth=require_auth, _on_bind=bound.append,
+            settings=settings, token=token, _on_bind=bound.append,
         )
         server.on_close(_forget)
         server.start()

@@ -14,16 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, TypeVar, Union, overload
+from typing import Any, Callable, Literal, Mapping, Optional, TypeVar, Union, overload
 
-from .content import CONTENT_TYPES, Audio, EmbeddedResource, Image, ResourceLink, Text
-from .context import Context
+from .errors import LoopbackError
+from .content import CONTENT_TYPES, InputRequired, Audio, EmbeddedResource, Image, ResourceLink, Text
+from .context import Context, RequestContext
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
-from .resources import Completer, ListenerSet, page
+from .catalog import ListenerSet, page
+from .resources import Completer
 from .schema import SchemaError, Signature, ToolArgumentError, check_value, compile_signature
 
-if TYPE_CHECKING:
-    from .protocol import RequestContext
 
 __all__ = ["HANDLERS", "Message", "Prompt", "PromptArgumentError", "PromptRegistry"]
 
@@ -35,7 +35,7 @@ Role = Literal["user", "assistant"]
 _ROLES = ("user", "assistant")
 
 
-class PromptArgumentError(ValueError):
+class PromptArgumentError(LoopbackError, ValueError):
     """The arguments of a ``prompts/get`` do not fit the prompt (missing, unknown or not strings)."""
 
 
@@ -280,11 +280,11 @@ class PromptRegistry:
 # -- request handlers -----------------------------------------------------------------------------
 
 
-def _list(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
-    return page(ctx.registry.prompts.prompts(), params, ctx, "prompts")
+def _list(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
+    return page(ctx.registry.prompts.prompts(), params, ctx.settings.page_size, "prompts")
 
 
-def _get(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _get(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     name = params.get("name")
     if not isinstance(name, str):
         raise JsonRpcError(INVALID_PARAMS, "Invalid params: prompts/get needs a string 'name'")
@@ -298,8 +298,6 @@ def _get(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> d
         raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {name}")
     try:
         value = prompt.call(arguments, ctx.context_for(name, request_id, params) if prompt.context_param else None)
-        from .revision_2026 import InputRequired  # at call time: it imports protocol, which imports us
-
         if isinstance(value, InputRequired):  # 2026-07-28: the client must answer first
             return value.to_result()
         return prompt.result(value)
@@ -311,7 +309,7 @@ def _get(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> d
         raise JsonRpcError(INTERNAL_ERROR, f"Prompt {name!r} failed: {type(exc).__name__}: {exc}") from None
 
 
-HANDLERS: dict[str, Callable[[Mapping[str, Any], "RequestContext", Any], dict[str, Any]]] = {
+HANDLERS: dict[str, Callable[[Mapping[str, Any], RequestContext, Any], dict[str, Any]]] = {
     "prompts/list": _list,
     "prompts/get": _get,
 }

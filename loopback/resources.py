@@ -5,7 +5,6 @@ RFC 6570 level-1 ``{var}`` URIs, completers for template variables, change and
 update listeners), turning what a resource function returns into MCP 2025-11-25
 resource contents, and the ``resources/*`` request handlers (list, templates/list,
 read, subscribe, unsubscribe), registered by ``protocol`` from ``HANDLERS``.
-Also the small listener set the prompt registry shares.
 Must not know: HTTP, sockets, sessions beyond ``ctx.session.subscriptions``, or how
 notifications reach clients (servers subscribe with ``on_change``/``on_updated``).
 """
@@ -18,30 +17,27 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 from urllib.parse import unquote
 
+from .catalog import ListenerSet, page
 from .content import Audio, EmbeddedResource, Image, Text
+from .context import RequestContext
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
 
-if TYPE_CHECKING:
-    from .protocol import RequestContext
 
 __all__ = [
     "HANDLERS",
     "RESOURCE_NOT_FOUND",
     "Completer",
-    "ListenerSet",
     "Resource",
     "ResourceRegistry",
     "ResourceTemplate",
-    "page",
 ]
 
 _log = logging.getLogger("loopback")
 
 F = TypeVar("F", bound=Callable[..., Any])
-L = TypeVar("L", bound=Callable[..., None])
 
 # MCP 2025-11-25 resources "Error Handling"; the 2026-07-28 era spells it -32602.
 RESOURCE_NOT_FOUND = -32002
@@ -56,34 +52,6 @@ _EXPRESSION_RE = re.compile(r"\{([^{}]*)\}")
 _OPERATORS = "+#./;?&=,!@|"
 _TEXT_MIME = "text/plain"
 _BINARY_MIME = "application/octet-stream"
-
-
-class ListenerSet(Generic[L]):
-    """Listeners of one registry event, copy-on-write so firing takes no lock."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._lock = threading.Lock()
-        self._listeners: tuple[L, ...] = ()
-
-    def add(self, listener: L) -> Callable[[], None]:
-        if not callable(listener):
-            raise TypeError("a listener must be callable")
-        with self._lock:
-            self._listeners = (*self._listeners, listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._listeners = tuple(l for l in self._listeners if l is not listener)
-
-        return unsubscribe
-
-    def fire(self, *args: Any) -> None:
-        for listener in self._listeners:
-            try:
-                listener(*args)
-            except Exception:  # one broken listener must not stop the others or the caller
-                _log.exception("%s listener failed", self._what)
 
 
 def _check_uri(uri: object, what: str) -> str:
@@ -403,19 +371,6 @@ class ResourceRegistry:
 # -- request handlers -----------------------------------------------------------------------------
 
 
-def page(items: list[Any], params: Mapping[str, Any], ctx: "RequestContext", key: str) -> dict[str, Any]:
-    """One page of a ``*/list`` result: ``{key: [...]}`` plus ``nextCursor`` when more follow,
-    with the cursor format and page size of ``tools/list``."""
-    from .protocol import _decode_cursor, _encode_cursor  # at call time: protocol imports this module
-
-    start = _decode_cursor(params["cursor"]) if params.get("cursor") is not None else 0
-    end = start + ctx.settings.page_size
-    result: dict[str, Any] = {key: [item.definition() for item in items[start:end]]}
-    if end < len(items):
-        result["nextCursor"] = _encode_cursor(end)
-    return result
-
-
 def _uri_param(params: Mapping[str, Any], method: str) -> str:
     uri = params.get("uri")
     if not isinstance(uri, str) or not uri:
@@ -423,15 +378,15 @@ def _uri_param(params: Mapping[str, Any], method: str) -> str:
     return uri
 
 
-def _list(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
-    return page(ctx.registry.resources.resources(), params, ctx, "resources")
+def _list(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
+    return page(ctx.registry.resources.resources(), params, ctx.settings.page_size, "resources")
 
 
-def _templates_list(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
-    return page(ctx.registry.resources.templates(), params, ctx, "resourceTemplates")
+def _templates_list(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
+    return page(ctx.registry.resources.templates(), params, ctx.settings.page_size, "resourceTemplates")
 
 
-def _read_handler(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _read_handler(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     uri = _uri_param(params, "resources/read")
     try:
         contents = ctx.registry.resources.read(uri)
@@ -445,18 +400,18 @@ def _read_handler(params: Mapping[str, Any], ctx: "RequestContext", request_id: 
     return {"contents": contents}
 
 
-def _subscribe(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _subscribe(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     # Any URI may be watched, also one that a template serves or that appears later.
     ctx.session.subscriptions.add(_uri_param(params, "resources/subscribe"))
     return {}
 
 
-def _unsubscribe(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _unsubscribe(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     ctx.session.subscriptions.discard(_uri_param(params, "resources/unsubscribe"))
     return {}
 
 
-HANDLERS: dict[str, Callable[[Mapping[str, Any], "RequestContext", Any], dict[str, Any]]] = {
+HANDLERS: dict[str, Callable[[Mapping[str, Any], RequestContext, Any], dict[str, Any]]] = {
     "resources/list": _list,
     "resources/templates/list": _templates_list,
     "resources/read": _read_handler,

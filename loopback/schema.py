@@ -20,6 +20,8 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Optional
 
+from .errors import LoopbackError
+
 __all__ = [
     "Output",
     "SchemaError",
@@ -31,11 +33,11 @@ __all__ = [
 ]
 
 
-class ToolArgumentError(ValueError):
+class ToolArgumentError(LoopbackError, ValueError):
     """Arguments that do not match a tool's input schema; the message says what to fix."""
 
 
-class SchemaError(TypeError):
+class SchemaError(LoopbackError, TypeError):
     """A signature that JSON Schema cannot describe, or a schema this module cannot use.
 
     Raised at registration; the message names the tool and the parameter.

@@ -18,10 +18,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
 
-from .content import CONTENT_TYPES, error_result, to_call_result
+from .errors import LoopbackError
+from .jsonrpc import MissingClientCapability
+from .content import CONTENT_TYPES, InputRequired, error_result, to_call_result
 from .context import Context
 from .prompts import PromptRegistry
-from .resources import ListenerSet, ResourceRegistry
+from .catalog import ListenerSet
+from .resources import ResourceRegistry
 from .schema import Output, SchemaError, ToolArgumentError, check_value, compile_output, compile_signature
 
 __all__ = ["CallBlocked", "SchemaError", "Tool", "ToolArgumentError", "ToolRegistry", "check_value"]
@@ -43,7 +46,7 @@ def _describe(exc: BaseException) -> str:
         text = "(its message could not be formatted)"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
-class CallBlocked(Exception):
+class CallBlocked(LoopbackError):
     """Raised by a before-call hook to refuse a call; ``reason`` reaches the model."""
 
     def __init__(self, reason: str) -> None:
@@ -137,10 +140,6 @@ class Tool:
                 except (ToolArgumentError, TypeError, ValueError) as exc:
                     _log.error("before-call hook gave tool %r invalid arguments: %s", self.name, exc)
                     return error_result(f"Tool {self.name!r} was blocked: the before-call hook gave invalid arguments")
-        # Loaded with the server, so a cheap lookup here; at module level it would make
-        # registering a tool import hmac and hashlib.
-        from . import revision_2026
-
         kwargs = self.convert(checked) if self.convert is not None else checked
         if self.context_param is not None:
             kwargs = {**kwargs, self.context_param: context}  # the hook may hold on to ``checked``
@@ -152,7 +151,7 @@ class Tool:
         except _ToolTimeout:
             _log.warning("tool %r timed out after %g s", self.name, timeout)
             return error_result(f"Tool {self.name!r} timed out after {timeout:g} seconds")
-        except revision_2026.MissingClientCapability:
+        except MissingClientCapability:
             raise  # the request's protocol error (-32021, HTTP 400), not the tool's
         # SystemExit and KeyboardInterrupt too: raised by a tool, they would otherwise
         # unwind the connection thread and leave the client without an answer.
@@ -160,9 +159,9 @@ class Tool:
             _log.warning("tool %r raised %s", self.name, type(exc).__name__)
             _log.debug("tool %r failed", self.name, exc_info=True)
             return error_result(f"Tool {self.name!r} failed: {_describe(exc)}")
-        if isinstance(value, revision_2026.InputRequired):
-            if isinstance(context._session, revision_2026.RequestSession):
-                return value.to_result()  # revision_2026 checks and seals it; the client retries
+        if isinstance(value, InputRequired):
+            if context.accepts_input_required:
+                return value.to_result()  # eras.after checks and seals it; the client retries
             return error_result(f"Tool {self.name!r} needs input the client can give only over MCP 2026-07-28")
         result = to_call_result(value, self.output)
         if self.output is not None and "structuredContent" in result:
@@ -194,7 +193,7 @@ class Tool:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             if not future.done():  # not a TimeoutError the tool itself raised
-                context._cancelled = True
+                context.cancel()
                 raise _ToolTimeout from None
             raise
 
