@@ -198,8 +198,8 @@ def admit(head: RequestHead, *, port: int, settings: Settings, tokens: Optional[
         raise cors
     try:
         return _admit(head, settings, tokens, modern_only, cors)
-    except HttpError as refusal:  # a page on a loopback origin may read why it was refused
-        refusal.headers = (*cors, *refusal.headers)
+    except HttpError as error:  # a page on a loopback origin may read why it was refused
+        error.headers = (*cors, *error.headers)
         raise
 
 

@@ -39,7 +39,8 @@ from typing import Any, Optional, Sequence
 from . import __version__, clients, lifecycle
 from .clients import ClientConfig
 from .host import prepare_agent_run
-from .server import LoopbackError, LoopbackServer
+from .errors import LoopbackError
+from .server import LoopbackServer
 from .settings import Settings
 from .tools import ToolRegistry
 

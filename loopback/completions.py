@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping, Optional
 
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
 from .context import RequestContext
-from .resources import Completer
+from .prompts import PromptRegistry
+from .resources import Completer, ResourceRegistry
 
 
 __all__ = ["HANDLERS", "MAX_VALUES", "complete"]
@@ -58,16 +59,18 @@ def _completer(ref: Any, argument: str, ctx: RequestContext) -> Optional[Complet
         name = ref.get("name")
         if not isinstance(name, str):
             raise JsonRpcError(INVALID_PARAMS, "Invalid params: a ref/prompt needs a string 'name'")
-        if ctx.registry.prompts.get(name) is None:
+        prompts: PromptRegistry = ctx.registry.prompts
+        if prompts.get(name) is None:
             raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {name}")
-        return ctx.registry.prompts.completer(name, argument)
+        return prompts.completer(name, argument)
     if kind == "ref/resource":
         uri = ref.get("uri")
         if not isinstance(uri, str):
             raise JsonRpcError(INVALID_PARAMS, "Invalid params: a ref/resource needs a string 'uri'")
-        if ctx.registry.resources.get(uri) is None:
+        resources: ResourceRegistry = ctx.registry.resources
+        if resources.get(uri) is None:
             raise JsonRpcError(INVALID_PARAMS, f"Unknown resource template: {uri}", {"uri": uri})
-        return ctx.registry.resources.completer(uri, argument)
+        return resources.completer(uri, argument)
     raise JsonRpcError(INVALID_PARAMS, f"Invalid params: unknown ref type {kind!r} (use ref/prompt or ref/resource)")
 
 

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, Union
 
-from . import admission, http11, jsonrpc, protocol, streams
+from . import admission, eras, http11, jsonrpc, protocol, streams, workers
 from .admission import SESSION_HEADER, Admission, Preflight
 from .auth import Grant, TokenStore
 from .context import ClientState, RequestContext, RequestState
@@ -74,6 +74,7 @@ class Endpoint:
         self._states: dict[Optional[Grant], ClientState] = {}  # requests outside a session, per grant
         self._states_lock = threading.Lock()
         self._date: tuple[int, str] = (-1, "")
+        self.runner = workers.deadline_runner(settings.tool_timeout) if settings.tool_timeout is not None else None
         if tokens is not None:
             tokens.on_end(self.end_principal)
 
@@ -305,7 +306,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             decision = admission.admit(
                 head, port=endpoint.port, settings=endpoint.settings, tokens=endpoint.tokens,
                 extra_hosts=endpoint.extra_hosts,
-                modern_only=version_header is not None and protocol.eras.is_modern_header(version_header))
+                modern_only=eras.is_modern_header(version_header))
         except HttpError as exc:
             if self._body_announced(head):
                 self.close_connection = True  # unread bytes must not be parsed as the next request
@@ -392,7 +393,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             headers=head.headers, server_version=endpoint.version, grant=grant, session=state,
             session_id=session.id if session is not None else None,
             notify=channel.notify if channel is not None else None,
-            close_stream=channel.close if channel is not None else None,
+            close_stream=channel.close if channel is not None else None, runner=endpoint.runner,
         )
         watched = plan.cancellable and endpoint.watcher.watch(
             self.sock, _canceller(state, plan.request_id))

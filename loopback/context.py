@@ -181,7 +181,7 @@ class RequestContext:
     """What the shell knows about one HTTP request, as plain data."""
 
     __slots__ = ("registry", "settings", "protocol_version_header", "headers", "server_version", "grant",
-                 "session", "session_id", "notify", "close_stream")
+                 "session", "session_id", "notify", "close_stream", "runner")
 
     def __init__(
         self,
@@ -195,6 +195,7 @@ class RequestContext:
         session_id: Optional[str] = None,
         notify: Optional[Notify] = None,
         close_stream: Optional[Callable[[], None]] = None,
+        runner: Optional[Callable[[Callable[[], Any], "Context"], Any]] = None,
     ) -> None:
         self.registry = registry
         self.settings = settings if settings is not None else Settings()
@@ -206,6 +207,7 @@ class RequestContext:
         self.session_id = session_id
         self.notify = notify  # sends a notification to the client; None: no stream open
         self.close_stream = close_stream  # ends the call's SSE response early (polling)
+        self.runner = runner  # runs host functions (tools.Runner); None: on this thread, no deadline
 
     def replace(self, **changes: Any) -> "RequestContext":
         """A copy with some fields changed."""

@@ -50,6 +50,14 @@ class HttpError(ProtocolError):
         self.headers = headers  # extra response fields (Allow, WWW-Authenticate)
 
 
+class CallTimeout(LoopbackError):
+    """A host function ran past its deadline (``Settings.tool_timeout``); it was left running."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"timed out after {seconds:g} seconds")
+        self.seconds = seconds
+
+
 class StartError(LoopbackError):
     """The server could not start."""
 

@@ -243,11 +243,10 @@ def _check_partial(buffer: bytes) -> None:
         cr = buffer.find(b"\r", cr + 1)
     if len(buffer) > MAX_HEAD:
         raise HttpError(431, "Request Header Fields Too Large: the head is over the limit", close=True)
-    first = buffer.find(b"\n")
-    if (first if first >= 0 else len(buffer)) > MAX_LINE:
+    lines = buffer.split(b"\n")
+    if len(lines[0]) > MAX_LINE + 1:
         raise HttpError(414, "URI Too Long: the request line is over the limit", close=True)
-    last = buffer.rfind(b"\n")
-    if last >= 0 and len(buffer) - last - 1 > MAX_LINE:
+    if any(len(line) > MAX_LINE + 1 for line in lines[1:]):
         raise HttpError(431, "Request Header Fields Too Large: a header line is over the limit", close=True)
 
 

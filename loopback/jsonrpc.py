@@ -119,7 +119,7 @@ def result(id: RequestId | None, value: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id, "result": value}
 
 
-def error(id: RequestId | None, exc: JsonRpcError) -> dict[str, Any]:
+def error(id: RequestId | None, exc: ProtocolError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id, "error": exc.to_object()}
 
 

@@ -133,7 +133,7 @@ def ensure(
         return server
     with _lock:
         if _exiting:
-            from .server import StartError
+            from .errors import StartError
 
             raise StartError("the interpreter is shutting down")
         server = _singleton

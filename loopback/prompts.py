@@ -293,14 +293,16 @@ def _get(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dic
         arguments = {}
     elif not isinstance(arguments, dict):
         raise JsonRpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object")
-    prompt = ctx.registry.prompts.get(name)
+    registry: PromptRegistry = ctx.registry.prompts
+    prompt = registry.get(name)
     if prompt is None:
         raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {name}")
     try:
         value = prompt.call(arguments, ctx.context_for(name, request_id, params) if prompt.context_param else None)
         if isinstance(value, InputRequired):  # 2026-07-28: the client must answer first
             return value.to_result()
-        return prompt.result(value)
+        result: dict[str, Any] = prompt.result(value)
+        return result
     except PromptArgumentError as exc:
         raise JsonRpcError(INVALID_PARAMS, str(exc)) from None
     except Exception as exc:  # the host's function failed: say what, never with the traceback

@@ -241,8 +241,9 @@ def _tools_call(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     in_flight = ctx.session.in_flight
     in_flight[request_id] = context
     try:
-        return tool.call(arguments, context, before_call=ctx.registry.before_call_hook,
-                         timeout=ctx.settings.tool_timeout)
+        result: dict[str, Any] = tool.call(arguments, context, before_call=ctx.registry.before_call_hook,
+                                           runner=ctx.runner)
+        return result
     finally:
         if in_flight.get(request_id) is context:
             del in_flight[request_id]

@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import inspect
 import json
+import math
 import re
 import types
 import typing
@@ -796,7 +797,15 @@ def _check(value: Any, schema: Any, path: str, root: Any) -> Any:
     return value
 
 
+def _not_finite(path: str) -> ToolArgumentError:
+    # JSON has no infinity or NaN: 1e400 parses as a float infinity, which no tool can be
+    # handed as a number and no answer could carry back.
+    return ToolArgumentError(f"{path} must be a finite number (JSON numbers such as 1e400 overflow to infinity)")
+
+
 def _check_type(value: Any, declared: Any, path: str) -> Any:
+    if type(value) is float and not math.isfinite(value):
+        raise _not_finite(path)
     json_types = (declared,) if isinstance(declared, str) else declared
     if _json_types_of(value).isdisjoint(json_types):
         raise ToolArgumentError(f"{path} must be of type {' or '.join(json_types)}, got {_describe(value)}")
@@ -905,6 +914,8 @@ def _check_string(value: str, schema: Mapping[str, Any], path: str) -> None:
 
 
 def _check_number(value: float, schema: Mapping[str, Any], path: str) -> None:
+    if not math.isfinite(value):
+        raise _not_finite(path)
     minimum, maximum = schema.get("minimum"), schema.get("maximum")
     above, below = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
     if isinstance(above, bool):  # draft 4: a flag that makes "minimum" exclusive

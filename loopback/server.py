@@ -180,7 +180,7 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         try:
-            return super().get_request()  # type: ignore[no-any-return]
+            return super().get_request()
         except OSError as exc:
             if exc.errno in _ACCEPT_RESOURCE_ERRORS:
                 if not self._accept_paused_until:
@@ -191,6 +191,10 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
     def stop(self) -> None:
         """Make serve_forever return promptly (the caller joins its thread)."""
         self.endpoint.closing = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the accept loop look again at what it waits for (closing, a grant's expiry)."""
         try:
             self._wake_writer.send(b"\0")
         except OSError:
@@ -404,7 +408,10 @@ class LoopbackServer:
         """
         if self.tokens is None:
             raise LoopbackError("authentication is off on this server: it has no tokens to issue")
-        return self.tokens.issue(scope, headers=headers, tools=tools, ttl=ttl)
+        grant = self.tokens.issue(scope, headers=headers, tools=tools, ttl=ttl)
+        if ttl is not None:
+            self._httpd.wake()  # the accept loop ends grants on time: it must know this deadline
+        return grant
 
     def revoke_token(self, token: str) -> bool:
         """Stop accepting ``token``; True if it was live. Requests already running finish."""
@@ -482,7 +489,6 @@ class LoopbackServer:
             for state in endpoint.states():
                 state.end("the server closed", cancel=False)
             self._httpd.end_connections(self.settings.close_timeout)
-            endpoint.sessions.finish_close()
             endpoint.watcher.close()
             self._closed.set()
         finally:

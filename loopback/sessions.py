@@ -234,7 +234,7 @@ class Session:
         (``cancel``; not when the server closes, whose calls still get their answers).
 
         ``keep_calls`` (the server closing): the streams of calls still running stay
-        open, so their results still reach the client; ``end`` again to end them.
+        open, so their results still reach the client; each ends with its answer.
         """
         self.ended = True
         with self._lock:
@@ -254,7 +254,6 @@ class SessionTable:
         self._settings = settings
         self._sessions: "OrderedDict[str, Session]" = OrderedDict()
         self._lock = threading.Lock()
-        self._closing: list[Session] = []  # ended by close() with calls still running
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -328,19 +327,12 @@ class SessionTable:
 
     def close(self) -> None:
         """The server is closing: end every session, but leave the streams of calls still
-        running open (their results are still delivered) until ``finish_close``."""
+        running open: each ends with its call's answer, which is still delivered."""
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
-            self._closing = sessions
         for session in sessions:
             session.end(cancel=False, keep_calls=True)
-
-    def finish_close(self) -> None:
-        """End what ``close`` left open (the calls have returned or been given up on)."""
-        sessions, self._closing = self._closing, []
-        for session in sessions:
-            session.end(cancel=False)
 
     def _expired_locked(self) -> list[Session]:
         limit = time.monotonic() - self._settings.session_idle_timeout

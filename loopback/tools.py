@@ -2,14 +2,15 @@
 
 Owns: the registry (add, remove, change listeners, the before-call hook), and one
 call from checked arguments to a ``CallToolResult``: validation, the hook, the
-request context, the optional per-call timeout, and checking structured output.
+request context, running it (directly, or through the shell's ``runner``, which
+enforces ``tool_timeout``), and checking structured output.
 Schemas come from ``schema``, result content from ``content``.
-Must not know: HTTP, sockets, sessions or the JSON-RPC envelope.
+Must not know: HTTP, sockets, threads (beyond the registry's lock), sessions or the
+JSON-RPC envelope.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import inspect
 import logging
 import re
@@ -18,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
 
-from .errors import LoopbackError
+from .errors import CallTimeout, LoopbackError
 from .jsonrpc import MissingClientCapability
 from .content import CONTENT_TYPES, InputRequired, error_result, to_call_result
 from .context import Context
@@ -59,8 +60,9 @@ BeforeCall = Callable[[str, dict[str, Any], Context], Optional[Mapping[str, Any]
 replaces the arguments (checked again), ``raise CallBlocked(reason)`` refuses it."""
 
 
-class _ToolTimeout(Exception):
-    pass
+Runner = Callable[[Callable[[], Any], Context], Any]
+"""How a call is run: ``runner(call, context)`` returns ``call()``'s value or raises what it
+raises, or ``errors.CallTimeout`` when it overran (the shell's ``workers.deadline_runner``)."""
 
 
 def _context_param(func: Callable[..., Any]) -> Optional[str]:
@@ -110,7 +112,7 @@ class Tool:
         context: Optional[Context] = None,
         *,
         before_call: Optional[BeforeCall] = None,
-        timeout: Optional[float] = None,
+        runner: Optional[Runner] = None,
     ) -> dict[str, Any]:
         """Check the arguments, run the hook and the function, return a ``CallToolResult``.
 
@@ -143,14 +145,15 @@ class Tool:
         kwargs = self.convert(checked) if self.convert is not None else checked
         if self.context_param is not None:
             kwargs = {**kwargs, self.context_param: context}  # the hook may hold on to ``checked``
+        func = self.func
         try:
-            if timeout is None:
-                value = self.func(**kwargs)
+            if runner is None:
+                value = func(**kwargs)
             else:
-                value = self._call_with_timeout(kwargs, timeout, context)
-        except _ToolTimeout:
-            _log.warning("tool %r timed out after %g s", self.name, timeout)
-            return error_result(f"Tool {self.name!r} timed out after {timeout:g} seconds")
+                value = runner(lambda: func(**kwargs), context)
+        except CallTimeout as exc:
+            _log.warning("tool %r timed out after %g s", self.name, exc.seconds)
+            return error_result(f"Tool {self.name!r} timed out after {exc.seconds:g} seconds")
         except MissingClientCapability:
             raise  # the request's protocol error (-32021, HTTP 400), not the tool's
         # SystemExit and KeyboardInterrupt too: raised by a tool, they would otherwise
@@ -171,31 +174,6 @@ class Tool:
                 _log.warning("tool %r returned a value that does not match its output schema: %s", self.name, exc)
                 return error_result(f"Tool {self.name!r} returned a value that does not match its declared return type: {exc}")
         return result
-
-    def _call_with_timeout(self, kwargs: dict[str, Any], timeout: float, context: Context) -> Any:
-        """Run the function on its own thread and wait at most ``timeout`` seconds.
-
-        A thread cannot be killed: one that overruns is left to finish on its own with
-        ``context.cancelled`` set, and its result is dropped.
-        """
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(self.func(**kwargs))
-            except BaseException as exc:  # handed to the waiting request thread
-                future.set_exception(exc)
-
-        thread = threading.Thread(target=run, name=f"loopback-tool:{self.name}", daemon=True)
-        thread.loopback_caller = threading.current_thread()  # type: ignore[attr-defined]  # see end_connections
-        thread.start()
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            if not future.done():  # not a TimeoutError the tool itself raised
-                context.cancel()
-                raise _ToolTimeout from None
-            raise
 
 
 class ToolRegistry:
