@@ -18,6 +18,8 @@ from dataclasses import KW_ONLY, dataclass
 from enum import Enum
 from typing import Any, Callable, ClassVar, Final, Optional, Protocol, Self, Union
 
+from .schema import to_jsonable
+
 __all__ = [
     "CONTENT_TYPES",
     "Audio",
@@ -29,14 +31,12 @@ __all__ = [
     "content_blocks",
     "error_result",
     "to_call_result",
-    "to_json_value",
 ]
 
 # One encoder for every result: json.dumps with options builds a new one per call.
 _to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
-_JSON_SCALAR_TYPES: Final = frozenset({str, int, float, bool, type(None)})
 # Return types that are never content: to_call_result skips content_blocks for them.
 _DATA_TYPES: Final = frozenset({dict, int, float, bool})
 _ANNOTATION_KEYS: Final = ("audience", "priority", "lastModified")
@@ -329,44 +329,6 @@ def content_blocks(value: Any) -> Optional[list[dict[str, Any]]]:
     return blocks
 
 
-def to_json_value(value: Any) -> Any:
-    """``value`` with dataclasses turned into dicts, Enums into their values, tuples into lists.
-
-    Anything else is returned unchanged, for the JSON encoder to accept or refuse.
-    Raises ValueError on a circular reference.
-    """
-    return _json_value(value, set())
-
-
-def _json_value(value: Any, open_containers: set[int]) -> Any:
-    if type(value) in _JSON_SCALAR_TYPES:
-        return value
-    if isinstance(value, Enum):
-        return _json_value(value.value, open_containers)
-    if isinstance(value, (dict, list, tuple)):
-        is_dataclass = False
-    else:
-        is_dataclass = dataclasses.is_dataclass(value) and not isinstance(value, type)
-        if not (is_dataclass or isinstance(value, Mapping)):
-            return value
-    marker = id(value)
-    if marker in open_containers:
-        raise ValueError("Circular reference detected")
-    open_containers.add(marker)
-    # Scalars are tested inline below: a call per item would double the cost of a flat dict.
-    try:
-        if is_dataclass:
-            return {f.name: _json_value(getattr(value, f.name), open_containers) for f in dataclasses.fields(value)}
-        if isinstance(value, Mapping):
-            return {
-                key: item if type(item) in _JSON_SCALAR_TYPES else _json_value(item, open_containers)
-                for key, item in value.items()
-            }
-        return [item if type(item) in _JSON_SCALAR_TYPES else _json_value(item, open_containers) for item in value]
-    finally:
-        open_containers.discard(marker)
-
-
 def error_result(message: str) -> dict[str, Any]:
     """A tool execution error: reaches the model, which may correct itself."""
     return {"content": [_text_block(message)], "isError": True}
@@ -376,7 +338,7 @@ def to_call_result(
     value: Any,
     output: Optional[DeclaredOutput] = None,
     *,
-    to_jsonable: Callable[[Any], Any] = to_json_value,
+    to_jsonable: Callable[[Any], Any] = to_jsonable,
 ) -> dict[str, Any]:
     """A tool's return value as a ``CallToolResult``; never raises.
 

@@ -914,7 +914,7 @@ def _check_string(value: str, schema: Mapping[str, Any], path: str) -> None:
 
 
 def _check_number(value: float, schema: Mapping[str, Any], path: str) -> None:
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise _not_finite(path)
     minimum, maximum = schema.get("minimum"), schema.get("maximum")
     above, below = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
@@ -1025,32 +1025,49 @@ _JSON_SCALAR_TYPES = frozenset({str, int, float, bool, _NONE_TYPE})
 
 
 def to_jsonable(value: Any) -> Any:
-    """``value`` as JSON data: what the schemas above describe, the way back.
+    """``value`` as JSON data: what the schemas above describe, the way back. The one
+    converter every result goes through.
 
     Dataclass instances become objects (every field), Enum members their value,
-    tuples lists, sets lists (sorted when their items can be), dicts and lists are
-    converted throughout. Raises TypeError for anything else.
+    tuples lists, sets lists (sorted when their items can be), mappings and lists are
+    converted throughout. Raises TypeError for anything else, ValueError for a cycle.
     """
+    if type(value) in _JSON_SCALAR_TYPES:
+        return value
+    return _jsonable(value, set())
+
+
+def _jsonable(value: Any, open_containers: set[int]) -> Any:
     kind = type(value)
     if kind in _JSON_SCALAR_TYPES:
         return value
     if isinstance(value, enum.Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, dict):
-        return {_jsonable_key(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, (set, frozenset)):
-        items = [to_jsonable(item) for item in value]
-        try:
-            return sorted(items)  # a stable order for the same set
-        except TypeError:  # items of mixed types
-            return items
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return _jsonable(value.value, open_containers)
     if isinstance(value, (str, int, float)):  # subclasses of the JSON scalars
         return value
-    raise TypeError(f"a value of type {kind.__qualname__} cannot be sent as JSON")
+    is_dataclass = dataclasses.is_dataclass(value) and not isinstance(value, type)
+    if not (is_dataclass or isinstance(value, (Mapping, list, tuple, set, frozenset))):
+        raise TypeError(f"a value of type {kind.__qualname__} cannot be sent as JSON")
+    marker = id(value)
+    if marker in open_containers:
+        raise ValueError("Circular reference detected")
+    open_containers.add(marker)
+    # Scalars are tested inline below: a call per item would double the cost of a flat dict.
+    try:
+        if is_dataclass:
+            return {f.name: _jsonable(getattr(value, f.name), open_containers) for f in dataclasses.fields(value)}
+        if isinstance(value, Mapping):
+            return {_jsonable_key(k): v if type(v) in _JSON_SCALAR_TYPES else _jsonable(v, open_containers)
+                    for k, v in value.items()}
+        items = [item if type(item) in _JSON_SCALAR_TYPES else _jsonable(item, open_containers) for item in value]
+        if isinstance(value, (set, frozenset)):
+            try:
+                return sorted(items)  # a stable order for the same set
+            except TypeError:  # items of mixed types
+                return items
+        return items
+    finally:
+        open_containers.discard(marker)
 
 
 def _jsonable_key(key: Any) -> Any:
