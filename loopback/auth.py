@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping, Optional
 
+from .http11 import is_token
+
 OWNER = "owner"
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z\-]+$")  # RFC 9110 token
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: a grant is one issuance
@@ -105,7 +106,7 @@ class TokenStore:
             raise ValueError(f"invalid scope {scope!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -")
         bound = {}
         for name, value in (headers or {}).items():
-            if not isinstance(name, str) or not _HEADER_NAME_RE.match(name) or name.lower() == "authorization":
+            if not isinstance(name, str) or not is_token(name) or name.lower() == "authorization":
                 raise ValueError(f"invalid bound header name {name!r}")
             if not isinstance(value, str) or not value.isprintable():
                 raise ValueError(f"bound header {name!r} needs a printable string value")

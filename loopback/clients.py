@@ -22,6 +22,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
+from .http11 import is_token
+
 __all__ = [
     "FORMATS",
     "TOKEN_ENV",
@@ -102,7 +104,6 @@ class ClientConfig:
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # RFC 9110 section 5.6.2: token = 1*tchar.
-_HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 section 11.2: token68, the shape of a Bearer credential.
 _TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # RFC 3986 characters, less "$": several clients expand "$..." in URLs.
@@ -172,7 +173,7 @@ def _check_headers(headers: Optional[Mapping[str, str]], token_env: str) -> tupl
     env_names = {token_env: "the token"}
     result = []
     for header_name, value in headers.items():
-        if not isinstance(header_name, str) or not _HEADER_NAME_RE.fullmatch(header_name):
+        if not isinstance(header_name, str) or not is_token(header_name):
             raise ValueError(f"header name {header_name!r} is not an RFC 9110 token")
         folded = header_name.lower()
         if folded in _RESERVED_HEADERS:

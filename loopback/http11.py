@@ -37,7 +37,15 @@ SINGLETON_FIELDS = ("authorization", "origin", "content-type", "mcp-session-id",
 
 # RFC 9110 token: the characters a method or a field name may use.
 _TARGET = re.compile(rb"[^\x00-\x20\x7f]+")  # no controls, no spaces
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_TOKEN_CHARACTERS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN = re.compile(_TOKEN_CHARACTERS.encode("ascii") + rb"\Z")
+_TOKEN_TEXT = re.compile(_TOKEN_CHARACTERS + r"\Z")
+
+
+def is_token(text: str) -> bool:
+    """Whether ``text`` is an RFC 9110 token: what a method or a header field name may be."""
+    return _TOKEN_TEXT.match(text) is not None
+
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)\Z")
 
 

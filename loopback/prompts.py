@@ -12,7 +12,6 @@ Must not know: HTTP, sockets, sessions, or how notifications reach clients.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Optional, TypeVar, Union, overload
 
@@ -20,7 +19,7 @@ from .errors import LoopbackError
 from .content import CONTENT_TYPES, InputRequired, Audio, EmbeddedResource, Image, ResourceLink, Text
 from .context import Context, RequestContext
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
-from .catalog import ListenerSet, page
+from .catalog import Entries, page
 from .resources import Completer
 from .schema import SchemaError, Signature, ToolArgumentError, check_value, compile_signature
 
@@ -144,10 +143,8 @@ class PromptRegistry:
     """A thread-safe, ordered set of prompts. Reads take no lock (copy-on-write snapshot)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._prompts: dict[str, Prompt] = {}
-        self._completers: dict[tuple[str, str], Completer] = {}
-        self._changed = ListenerSet[Callable[[], None]]("prompt-list")
+        self._prompts = Entries[str, Prompt]("prompt")
+        self._completers = Entries[tuple[str, str], Completer]("prompt-completer")
 
     def add(
         self,
@@ -201,11 +198,8 @@ class PromptRegistry:
             signature=signature,
             context_param=signature.context_param,
         )
-        with self._lock:
-            if prompt_name in self._prompts and not replace:
-                raise ValueError(f"a prompt named {prompt_name!r} is already registered")
-            self._prompts = {**self._prompts, prompt_name: prompt}  # swapped whole for lock-free readers
-        self._changed.fire()
+        self._prompts.add(prompt_name, prompt, replace=replace,
+                          taken=f"a prompt named {prompt_name!r} is already registered")
         return prompt
 
     @overload
@@ -231,12 +225,7 @@ class PromptRegistry:
 
     def remove(self, name: str) -> bool:
         """Unregister a prompt; True if it was there."""
-        with self._lock:
-            if name not in self._prompts:
-                return False
-            self._prompts = {k: v for k, v in self._prompts.items() if k != name}
-        self._changed.fire()
-        return True
+        return self._prompts.remove(name)
 
     def add_completer(self, prompt: str, argument: str, completer: Completer) -> None:
         """Give completion values for argument ``argument`` of prompt ``prompt``.
@@ -249,8 +238,7 @@ class PromptRegistry:
         registered = self._prompts.get(prompt)
         if registered is not None and argument not in [a["name"] for a in registered.arguments]:
             raise ValueError(f"prompt {prompt!r} has no argument {argument!r}")
-        with self._lock:
-            self._completers = {**self._completers, (prompt, argument): completer}
+        self._completers.add((prompt, argument), completer, replace=True)
 
     def completer(self, prompt: str, argument: str) -> Optional[Completer]:
         return self._completers.get((prompt, argument))
@@ -261,14 +249,14 @@ class PromptRegistry:
         Servers use this to send ``notifications/prompts/list_changed``. A listener
         must be quick and must not raise (errors are logged).
         """
-        return self._changed.add(listener)
+        return self._prompts.changed.add(listener)
 
     def get(self, name: str) -> Optional[Prompt]:
         return self._prompts.get(name)
 
     def prompts(self) -> list[Prompt]:
         """The registered prompts in registration order (a snapshot)."""
-        return list(self._prompts.values())
+        return self._prompts.values()
 
     def __len__(self) -> int:
         return len(self._prompts)

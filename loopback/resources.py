@@ -15,12 +15,11 @@ import base64
 import inspect
 import logging
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 from urllib.parse import unquote
 
-from .catalog import ListenerSet, page
+from .catalog import Entries, ListenerSet, page
 from .content import Audio, EmbeddedResource, Image, Text
 from .context import RequestContext
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
@@ -215,11 +214,9 @@ class ResourceRegistry:
     """A thread-safe, ordered set of resources and resource templates. Reads take no lock."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._resources: dict[str, Resource] = {}
-        self._templates: dict[str, ResourceTemplate] = {}
-        self._completers: dict[tuple[str, str], Completer] = {}
-        self._changed = ListenerSet[Callable[[], None]]("resource-list")
+        # Resources and templates share one URI space, so one map holds both.
+        self._entries = Entries[str, Union[Resource, ResourceTemplate]]("resource")
+        self._completers = Entries[tuple[str, str], Completer]("resource-completer")
         self._updated = ListenerSet[Callable[[str], None]]("resource-update")
 
     def add(
@@ -262,15 +259,7 @@ class ResourceRegistry:
         else:
             _check_parameters(func, (), f"resource {uri!r}")
             entry = Resource(uri, resource_name, func, title, description, mime_type)
-        with self._lock:
-            if (uri in self._resources or uri in self._templates) and not replace:
-                raise ValueError(f"a resource with URI {uri!r} is already registered")
-            # Swapped whole: readers never see a dict being changed.
-            if isinstance(entry, ResourceTemplate):
-                self._templates = {**self._templates, uri: entry}
-            else:
-                self._resources = {**self._resources, uri: entry}
-        self._changed.fire()
+        self._entries.add(uri, entry, replace=replace, taken=f"a resource with URI {uri!r} is already registered")
         return entry
 
     def resource(self, uri: str, **options: Any) -> Callable[[F], F]:
@@ -287,15 +276,7 @@ class ResourceRegistry:
 
     def remove(self, uri: str) -> bool:
         """Unregister the resource or template registered at ``uri``; True if it was there."""
-        with self._lock:
-            if uri in self._resources:
-                self._resources = {k: v for k, v in self._resources.items() if k != uri}
-            elif uri in self._templates:
-                self._templates = {k: v for k, v in self._templates.items() if k != uri}
-            else:
-                return False
-        self._changed.fire()
-        return True
+        return self._entries.remove(uri)
 
     def add_completer(self, template: str, argument: str, completer: Completer) -> None:
         """Give completion values for variable ``argument`` of the template ``template``.
@@ -305,12 +286,11 @@ class ResourceRegistry:
         """
         if not callable(completer):
             raise TypeError("a completer must be callable")
-        registered = self._templates.get(template)
-        if registered is not None and argument not in registered.variables:
+        registered = self._entries.get(template)
+        if isinstance(registered, ResourceTemplate) and argument not in registered.variables:
             raise ValueError(f"resource template {template!r} has no variable {argument!r}"
                              f" (it has: {', '.join(registered.variables) or 'none'})")
-        with self._lock:
-            self._completers = {**self._completers, (template, argument): completer}
+        self._completers.add((template, argument), completer, replace=True)
 
     def completer(self, template: str, argument: str) -> Optional[Completer]:
         return self._completers.get((template, argument))
@@ -321,7 +301,7 @@ class ResourceRegistry:
         Servers use this to send ``notifications/resources/list_changed``. A listener
         must be quick and must not raise (errors are logged).
         """
-        return self._changed.add(listener)
+        return self._entries.changed.add(listener)
 
     def on_updated(self, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener(uri)`` on every ``notify_updated(uri)``; returns a function that unsubscribes."""
@@ -335,22 +315,23 @@ class ResourceRegistry:
 
     def get(self, uri: str) -> Optional[Union[Resource, ResourceTemplate]]:
         """The resource or template registered at exactly ``uri``."""
-        return self._resources.get(uri) or self._templates.get(uri)
+        return self._entries.get(uri)
 
     def resources(self) -> list[Resource]:
         """The static resources in registration order (a snapshot)."""
-        return list(self._resources.values())
+        return [entry for entry in self._entries.values() if isinstance(entry, Resource)]
 
     def templates(self) -> list[ResourceTemplate]:
         """The resource templates in registration order (a snapshot)."""
-        return list(self._templates.values())
+        return [entry for entry in self._entries.values() if isinstance(entry, ResourceTemplate)]
 
     def find(self, uri: str) -> Optional[Union[Resource, ResourceTemplate]]:
         """What serves ``uri``: the static resource with that URI, else the first template matching it."""
-        resource = self._resources.get(uri)
+        found = self._entries.get(uri)
+        resource = found if isinstance(found, Resource) else None
         if resource is not None:
             return resource
-        for template in self._templates.values():
+        for template in self.templates():
             if template.match(uri) is not None:
                 return template
         return None
@@ -362,10 +343,10 @@ class ResourceRegistry:
         return None if entry is None else entry.read(uri)
 
     def __len__(self) -> int:
-        return len(self._resources) + len(self._templates)
+        return len(self._entries)
 
     def __contains__(self, uri: object) -> bool:
-        return uri in self._resources or uri in self._templates
+        return uri in self._entries
 
 
 # -- request handlers -----------------------------------------------------------------------------

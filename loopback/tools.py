@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-import threading
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
@@ -24,7 +23,7 @@ from .jsonrpc import MissingClientCapability
 from .content import CONTENT_TYPES, InputRequired, error_result, to_call_result
 from .context import Context
 from .prompts import PromptRegistry
-from .catalog import ListenerSet
+from .catalog import Entries
 from .resources import ResourceRegistry
 from .schema import Output, SchemaError, ToolArgumentError, check_value, compile_output, compile_signature
 
@@ -184,9 +183,7 @@ class ToolRegistry:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tools: dict[str, Tool] = {}
-        self._changed = ListenerSet[Callable[[], None]]("tool-list")
+        self._tools = Entries[str, Tool]("tool")
         self.before_call_hook: Optional[BeforeCall] = None
         self.resources = ResourceRegistry()
         self.prompts = PromptRegistry()
@@ -246,13 +243,7 @@ class ToolRegistry:
             context_param=context_param,
             convert=convert,
         )
-        with self._lock:
-            if tool_name in self._tools and not replace:
-                raise ValueError(f"a tool named {tool_name!r} is already registered")
-            tools = dict(self._tools)
-            tools[tool_name] = tool
-            self._tools = tools  # swapped whole: readers never see a dict being changed
-        self._changed.fire()
+        self._tools.add(tool_name, tool, replace=replace, taken=f"a tool named {tool_name!r} is already registered")
         return tool
 
     @overload
@@ -279,14 +270,7 @@ class ToolRegistry:
 
     def remove(self, name: str) -> bool:
         """Unregister a tool; True if it was there."""
-        with self._lock:
-            if name not in self._tools:
-                return False
-            tools = dict(self._tools)
-            del tools[name]
-            self._tools = tools
-        self._changed.fire()
-        return True
+        return self._tools.remove(name)
 
     def before_call(self, hook: Optional[BeforeCall]) -> Optional[BeforeCall]:
         """Set (or with None, clear) the hook run before every call; usable as a decorator.
@@ -308,14 +292,14 @@ class ToolRegistry:
         Servers use this to send ``notifications/tools/list_changed``. A listener must
         be quick and must not raise (errors are logged).
         """
-        return self._changed.add(listener)
+        return self._tools.changed.add(listener)
 
     def get(self, name: str) -> Optional[Tool]:
         return self._tools.get(name)
 
     def tools(self) -> list[Tool]:
         """The registered tools in registration order (a snapshot)."""
-        return list(self._tools.values())
+        return self._tools.values()
 
     def __len__(self) -> int:
         return len(self._tools)
