@@ -2,8 +2,10 @@
 
 Owns: the content objects a tool may return (``Text``, ``Image``, ``Audio``,
 ``EmbeddedResource``, ``ResourceLink``) and their MCP 2025-11-25 content blocks, which
-return values count as content rather than data, and turning any return value into
-a ``CallToolResult`` (content, ``structuredContent``, ``isError``).
+return values count as content rather than data, turning any return value into a
+``CallToolResult`` (content, ``structuredContent``, ``isError``; data through
+``schema.to_jsonable``), and ``InputRequired``, what a function returns when it needs
+the client's input first (2026-07-28, SEP-2322).
 Must not know: HTTP, sockets, threads, JSON-RPC.
 """
 

@@ -4,7 +4,8 @@ Owns: turning a function's parameters, type hints and docstring into a tool's in
 schema, description and output schema (JSON Schema 2020-12, everything inlined, no
 ``$ref``); checking JSON values against a schema, generated or hand-written; turning
 checked JSON arguments into the Python values the annotations ask for (enum members,
-dataclass instances, tuples, sets) and return values back into JSON data.
+dataclass instances, tuples, sets) and return values back into JSON data
+(``to_jsonable``: the one converter every result goes through).
 Must not know: HTTP, sockets, threads, MCP JSON-RPC.
 """
 

@@ -1,9 +1,11 @@
 """LoopbackServer: one MCP endpoint bound to a loopback address and served from a daemon thread.
 
-Owns: binding (with the pinned-port fallback), the serving thread, the set of open
-connections, and an orderly close that leaves no thread or socket behind.
+Owns: binding (with the pinned-port fallback and the listen backlog), the accept loop
+(the connection cap, resting on EMFILE, ending grants whose TTL ran out on time), the
+set of open connections, the tokens of the server, and an orderly close that leaves no
+thread or socket behind and still delivers the answers of calls that are running.
 Must not know: process-wide state (``lifecycle`` keeps the singleton and the active
-runtime) or what requests mean (``transport`` and ``protocol``).
+runtime) or what requests mean (``connection`` serves them, ``protocol`` answers them).
 """
 
 from __future__ import annotations
