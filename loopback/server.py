@@ -320,17 +320,19 @@ class LoopbackServer:
         headers: Optional[Mapping[str, str]] = None,
         tools: Optional[Iterable[str]] = None,
         ttl: Optional[float] = None,
+        label: Optional[str] = None,
     ) -> Grant:
         """Mint an extra bearer token for this server and return its grant.
 
         ``scope``: "owner" sees every tool, any other scope not the ``owner_only`` ones.
         ``headers`` are bound to the token (tools see them in ``Context.headers``
         whatever the request claims), ``tools`` limits it to those names, ``ttl``
-        expires it after that many seconds. ``revoke_token`` ends it sooner.
+        expires it after that many seconds. ``revoke_token`` ends it sooner. ``label``
+        names who holds it (shown in ``runtime().grants``).
         """
         if self.tokens is None:
             raise LoopbackError("authentication is off on this server: it has no tokens to issue")
-        return self.tokens.issue(scope, headers=headers, tools=tools, ttl=ttl)
+        return self.tokens.issue(scope, headers=headers, tools=tools, ttl=ttl, label=label)
 
     def revoke_token(self, token: str) -> bool:
         """Stop accepting ``token``; True if it was live. Requests already running finish."""
@@ -347,7 +349,11 @@ class LoopbackServer:
             target=self._httpd.serve_forever,
             name=f"loopback-mcp:{self.port}", daemon=True,
         )
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:  # e.g. "can't start new thread": close() must not join it
+            self._thread = None
+            raise
         _log.info("MCP loopback server listening on %s", self.url)
         return self
 
