@@ -37,6 +37,9 @@ __all__ = [
     "default_registry",
     "prepare_agent_run",
     "PreparedRun",
+    "AgentProcess",
+    "RunLimitError",
+    "live_runs",
     "LoopbackServer",
     "Runtime",
     "Settings",
@@ -69,6 +72,9 @@ _LAZY = {
     "default_registry": "lifecycle",
     "prepare_agent_run": "host",
     "PreparedRun": "host",
+    "AgentProcess": "host",
+    "RunLimitError": "host",
+    "live_runs": "lifecycle",
     "LoopbackServer": "server",
     "Runtime": "server",
     "LoopbackError": "server",
@@ -98,8 +104,8 @@ if TYPE_CHECKING:
     from .content import Audio, EmbeddedResource, Image, ResourceLink, Text
     from .context import ClientRequestError, Context
     from .revision_2026 import InputRequired
-    from .host import PreparedRun, prepare_agent_run
-    from .lifecycle import active_runtime, close, default_registry, ensure, start
+    from .host import AgentProcess, PreparedRun, RunLimitError, prepare_agent_run
+    from .lifecycle import active_runtime, close, default_registry, ensure, live_runs, start
     from .prompts import Message, PromptRegistry
     from .resources import ResourceRegistry
     from .server import LoopbackError, LoopbackServer, PortInUseError, Runtime, StartError
