@@ -53,14 +53,14 @@ def serve_one(session: str, max_concurrent: int) -> dict:
                                     max_concurrent=max_concurrent, wait=60) as run:
         if not run.enabled:
             return {"session": session, "error": run.warning}
-        live = loopback.live_runs()
+        live = loopback.open_runs()
         with tempfile.TemporaryFile("w+") as out:
             code = run.spawn([sys.executable, str(EXAMPLES / "urllib_agent.py"), "{mcp_config}", "whoami"],
                              timeout=60, stdout=out)
             out.seek(0)
             answer = json.loads(out.read().strip().splitlines()[-1])
         return {"session": session, "label": run.grant.label, "exit": code, "answer": answer["result"],
-                "live_runs": live}
+                "open_runs": live}
 
 
 def main(argv: list[str]) -> int:
@@ -71,8 +71,8 @@ def main(argv: list[str]) -> int:
     for result in results:
         print(json.dumps(result))
     ok = all(r.get("exit") == 0 and r["answer"] == {"session": r["session"]} for r in results)
-    peak = max(r.get("live_runs", 0) for r in results)
-    print(json.dumps({"runs": runs, "ok": ok, "peak_live_runs": peak, "max_concurrent": max_concurrent}))
+    peak = max(r.get("open_runs", 0) for r in results)
+    print(json.dumps({"runs": runs, "ok": ok, "peak_open_runs": peak, "max_concurrent": max_concurrent}))
     loopback.close()
     return 0 if ok and peak <= max_concurrent else 1
 

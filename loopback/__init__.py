@@ -39,7 +39,7 @@ __all__ = [
     "PreparedRun",
     "AgentProcess",
     "RunLimitError",
-    "live_runs",
+    "open_runs",
     "LoopbackServer",
     "Runtime",
     "Settings",
@@ -74,7 +74,7 @@ _LAZY = {
     "PreparedRun": "host",
     "AgentProcess": "host",
     "RunLimitError": "host",
-    "live_runs": "lifecycle",
+    "open_runs": "lifecycle",
     "LoopbackServer": "server",
     "Runtime": "server",
     "LoopbackError": "server",
@@ -105,7 +105,7 @@ if TYPE_CHECKING:
     from .context import ClientRequestError, Context
     from .revision_2026 import InputRequired
     from .host import AgentProcess, PreparedRun, RunLimitError, prepare_agent_run
-    from .lifecycle import active_runtime, close, default_registry, ensure, live_runs, start
+    from .lifecycle import active_runtime, close, default_registry, ensure, open_runs, start
     from .prompts import Message, PromptRegistry
     from .resources import ResourceRegistry
     from .server import LoopbackError, LoopbackServer, PortInUseError, Runtime, StartError

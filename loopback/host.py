@@ -47,7 +47,7 @@ KILL_GRACE = 5.0
 
 
 class RunLimitError(LoopbackError):
-    """``prepare_agent_run(max_concurrent=N)`` found N runs live (and none ended within ``wait``)."""
+    """``prepare_agent_run(max_concurrent=N)`` found N runs open (and none closed within ``wait``)."""
 
 
 def _kill_group(pgid: int, signum: int) -> bool:
@@ -56,6 +56,17 @@ def _kill_group(pgid: int, signum: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def _exited_unreaped(pid: int) -> bool:
+    """Whether child ``pid`` has exited and waits to be reaped (not reaping it)."""
+    waitid = getattr(os, "waitid", None)
+    if waitid is None:
+        return False
+    try:
+        return waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return False
 
 
 class AgentProcess:
@@ -108,8 +119,13 @@ class AgentProcess:
         if _kill_group(popen.pid, signal.SIGTERM):
             deadline = time.monotonic() + grace
             while True:
-                popen.poll()  # reap the agent itself: a zombie would still count as in the group
-                if not _kill_group(popen.pid, 0):
+                if popen.poll() is None and _exited_unreaped(popen.pid) and popen.poll() is None:
+                    # Exited, but another frame of this thread holds the Popen's wait lock (a
+                    # signal handler interrupted its wait): the group cannot be watched; what
+                    # is left of it gets SIGKILL now.
+                    _kill_group(popen.pid, signal.SIGKILL)
+                    return
+                if not _kill_group(popen.pid, 0):  # a zombie agent would still count: reaped above
                     break
                 if time.monotonic() >= deadline:
                     _kill_group(popen.pid, signal.SIGKILL)
@@ -412,9 +428,10 @@ def prepare_agent_run(
     ``port``, ``registry`` and ``settings`` apply when this call starts the server (a warning
     says when they are ignored because it already runs).
 
-    ``max_concurrent``: at most that many runs with MCP live at once in this process
-    (counting this one; a run is live until ``close()``). When as many are live, wait up to
-    ``wait`` seconds for one to close, then raise ``RunLimitError``.
+    ``max_concurrent``: at most that many runs with MCP open at once in this process
+    (counting this one; a run is open until ``close()``, see ``loopback.open_runs()``). When
+    as many are open, wait up to ``wait`` seconds for one to close, then raise
+    ``RunLimitError``.
 
     Never raises for a server that cannot start or a config that cannot be written: the
     failure is logged as a warning and returned in ``warning``, and the run goes on without
@@ -434,7 +451,7 @@ def prepare_agent_run(
         return PreparedRun()
     key = lifecycle._reserve_run(max_concurrent, wait)
     if key is None:
-        raise RunLimitError(f"{lifecycle.live_runs()} agent runs are live; the limit is {max_concurrent}")
+        raise RunLimitError(f"{lifecycle.open_runs()} agent runs are open; the limit is {max_concurrent}")
     try:
         run = _prepare(key, port, registry, settings, format, headers, owner, tools, ttl, name, directory,
                        label if label is not None else f"{name}#{next(lifecycle._run_numbers)}")

@@ -276,8 +276,10 @@ def _release_run(key: object) -> None:
         _restore_sigterm()
 
 
-def live_runs() -> int:
-    """How many agent runs are live (prepared with MCP and not closed) in this process."""
+def open_runs() -> int:
+    """How many agent runs are open in this process: prepared with MCP and not closed (a run
+    whose token expired or whose server closed still counts until ``close()``: its agent and
+    files may still be there). ``prepare_agent_run(max_concurrent=...)`` caps this number."""
     return len(_runs)
 
 

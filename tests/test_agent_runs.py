@@ -478,26 +478,36 @@ def test_runs_share_one_atexit_hook():
 
 
 CHILD_HOST = r'''
-import json, os, signal, sys, time
+import json, os, signal, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 import loopback
 from loopback.tools import ToolRegistry
-if sys.argv[2] == "own-handler":
+mode, agent_script, pids = sys.argv[2:5]
+if mode == "own-handler":
     signal.signal(signal.SIGTERM, lambda signum, frame: (print("own handler", flush=True), sys.exit(3)))
 registry = ToolRegistry()
 registry.tool(lambda: "pong", name="ping")
 run = loopback.prepare_agent_run(registry=registry)
-agent = run.start([sys.executable, sys.argv[3], sys.argv[4]])
-while not os.path.exists(sys.argv[4]) or not open(sys.argv[4]).read():
-    time.sleep(0.01)
 handler = signal.getsignal(signal.SIGTERM)
-print(json.dumps({"dir": os.path.dirname(run.config_path), "pids": open(sys.argv[4]).read(),
-                  "handler": getattr(handler, "__name__", str(handler))}), flush=True)
-time.sleep(60)
+
+
+def announce():
+    while not os.path.exists(pids) or not open(pids).read():
+        time.sleep(0.01)
+    print(json.dumps({"dir": os.path.dirname(run.config_path), "pids": open(pids).read(),
+                      "handler": getattr(handler, "__name__", str(handler))}), flush=True)
+
+
+threading.Thread(target=announce, daemon=True).start()
+if mode == "in-spawn":  # the main thread waits inside spawn() when SIGTERM comes
+    run.spawn([sys.executable, agent_script, pids])
+else:
+    run.start([sys.executable, agent_script, pids])
+    time.sleep(60)
 '''
 
 
-@pytest.mark.parametrize("host", ["default", "own-handler"])
+@pytest.mark.parametrize("host", ["default", "in-spawn", "own-handler"])
 def test_sigterm_to_the_host_removes_its_run_directories_and_ends_its_agents(host, runtime_dir, tmp_path):
     (tmp_path / "sleepy.py").write_text(SLEEPY_AGENT)
     proc = subprocess.Popen(
@@ -511,13 +521,15 @@ def test_sigterm_to_the_host_removes_its_run_directories_and_ends_its_agents(hos
         started = json.loads(line)
         agent, grandchild = map(int, started["pids"].split())
         assert Path(started["dir"]).is_dir()
-        if host == "default":
-            assert started["handler"] == "_on_sigterm"  # installed: the host had left the default
-        else:
+        if host == "own-handler":
             assert started["handler"] == "<lambda>"  # the host's own handler is left alone
+        else:
+            assert started["handler"] == "_on_sigterm"  # installed: the host had left the default
+        began = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(TIMEOUT)
-        assert code == (-signal.SIGTERM if host == "default" else 3)
+        assert code == (3 if host == "own-handler" else -signal.SIGTERM)
+        assert time.monotonic() - began < 4  # the agent went at SIGTERM: no kill grace spent
         # The host's exit (atexit) or our SIGTERM handler removed the directory and ended
         # the agent's process group, grandchild included.
         assert not Path(started["dir"]).exists()
@@ -666,15 +678,15 @@ def test_spawn_logs_the_gemini_hint(agents, runtime_dir, caplog, monkeypatch):
     assert "Gemini CLI exits 55" in caplog.text
 
 
-def test_max_concurrent_caps_live_runs_and_waits_for_a_slot(runtime_dir):
+def test_max_concurrent_caps_open_runs_and_waits_for_a_slot(runtime_dir):
     registry = make_registry()
     first = prepare_agent_run(registry=registry, max_concurrent=2)
     second = prepare_agent_run(registry=registry, max_concurrent=2)
     try:
-        assert loopback.live_runs() == 2
+        assert loopback.open_runs() == 2
         with pytest.raises(loopback.RunLimitError, match="limit is 2"):
             prepare_agent_run(registry=registry, max_concurrent=2)
-        assert loopback.live_runs() == 2
+        assert loopback.open_runs() == 2
         timer = threading.Timer(0.3, first.close)
         timer.start()
         began = time.monotonic()
@@ -686,7 +698,7 @@ def test_max_concurrent_caps_live_runs_and_waits_for_a_slot(runtime_dir):
     finally:
         first.close()
         second.close()
-    assert loopback.live_runs() == 0
+    assert loopback.open_runs() == 0
 
 
 # --- the example --------------------------------------------------------------------------
@@ -699,8 +711,8 @@ def test_the_concurrent_runs_example_serves_each_user_its_own_answer(runtime_dir
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     runs, summary = lines[:-1], lines[-1]
-    assert summary == {"runs": 6, "ok": True, "peak_live_runs": summary["peak_live_runs"], "max_concurrent": 3}
-    assert 1 <= summary["peak_live_runs"] <= 3
+    assert summary == {"runs": 6, "ok": True, "peak_open_runs": summary["peak_open_runs"], "max_concurrent": 3}
+    assert 1 <= summary["peak_open_runs"] <= 3
     assert sorted(run["answer"]["session"] for run in runs) == [f"s-{n}" for n in range(6)]
     assert all(run["label"] == f"user:{run['session']}" and run["exit"] == 0 for run in runs)
     assert [p.name for p in runtime_dir.iterdir()] == []  # every run's directory removed
