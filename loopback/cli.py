@@ -1,9 +1,13 @@
 """Command line: ``python -m loopback serve | config | run``.
 
 Owns: argument parsing, loading the user's tool modules, printing connection details,
-the runtime file through which ``config`` finds a ``serve`` running elsewhere, and
-running one agent with a per-run grant (signals passed on, exit code passed back).
-Must not know: HTTP or MCP details.
+the runtime file through which ``config`` finds a ``serve`` running elsewhere (trusted
+only when ``private.read_private`` accepts it and it names a loopback URL), ``serve``'s
+clean stop on SIGINT, SIGTERM and SIGHUP, and running one agent with a per-run grant
+through ``PreparedRun.start`` (signals passed on, exit code passed back, a failure hint
+printed).
+Must not know: HTTP or MCP details, where run files go or how an agent is started
+(``host``), which command lines take arguments (``clients``).
 
 Exit codes:
   serve, config  0 on success; 1 when the server cannot start, a tool module cannot be
