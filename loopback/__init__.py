@@ -40,6 +40,7 @@ __all__ = [
     "AgentProcess",
     "RunLimitError",
     "open_runs",
+    "install_sigterm_cleanup",
     "LoopbackServer",
     "Runtime",
     "Settings",
@@ -75,6 +76,7 @@ _LAZY = {
     "AgentProcess": "host",
     "RunLimitError": "host",
     "open_runs": "lifecycle",
+    "install_sigterm_cleanup": "lifecycle",
     "LoopbackServer": "server",
     "Runtime": "server",
     "LoopbackError": "server",
@@ -105,7 +107,7 @@ if TYPE_CHECKING:
     from .context import ClientRequestError, Context
     from .revision_2026 import InputRequired
     from .host import AgentProcess, PreparedRun, RunLimitError, prepare_agent_run
-    from .lifecycle import active_runtime, close, default_registry, ensure, open_runs, start
+    from .lifecycle import active_runtime, close, default_registry, ensure, install_sigterm_cleanup, open_runs, start
     from .prompts import Message, PromptRegistry
     from .resources import ResourceRegistry
     from .server import LoopbackError, LoopbackServer, PortInUseError, Runtime, StartError

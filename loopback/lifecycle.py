@@ -52,6 +52,7 @@ _runs_lock = threading.Condition(threading.RLock())  # RLock: the SIGTERM handle
 _runs: "dict[object, Optional[Callable[[], None]]]" = {}  # live run -> its release (None: being prepared)
 _swept: "set[str]" = set()  # run directories' parents swept of dead processes' runs
 _sigterm_installed = False
+_sigterm_kept = False  # installed by install_sigterm_cleanup(): stays when no run is open
 _run_numbers = itertools.count(1)  # default run labels (NAME#N); next() on it is atomic in CPython
 
 
@@ -328,10 +329,24 @@ def _install_sigterm() -> None:
         pass
 
 
+def install_sigterm_cleanup() -> bool:
+    """Release the open agent runs on SIGTERM, for a host that prepares its runs in worker
+    threads (a handler can only be installed from the main thread, where runs prepared there
+    install it themselves). Call it from the main thread; it installs the handler only if
+    SIGTERM is at its default, and keeps it until the process ends. True if it is installed."""
+    global _sigterm_kept
+    if not _in_main_thread():
+        raise RuntimeError("install_sigterm_cleanup() must be called from the main thread")
+    _install_sigterm()
+    if _sigterm_installed:
+        _sigterm_kept = True
+    return _sigterm_installed
+
+
 def _restore_sigterm() -> None:
-    """Put the default back once no run is live, unless the host has changed it since."""
+    """Put the default back once no run is open, unless the host has changed it since."""
     global _sigterm_installed
-    if not _sigterm_installed or not _in_main_thread():
+    if not _sigterm_installed or _sigterm_kept or not _in_main_thread():
         return
     try:
         if signal.getsignal(signal.SIGTERM) is _on_sigterm:

@@ -485,9 +485,18 @@ from loopback.tools import ToolRegistry
 mode, agent_script, pids = sys.argv[2:5]
 if mode == "own-handler":
     signal.signal(signal.SIGTERM, lambda signum, frame: (print("own handler", flush=True), sys.exit(3)))
+    assert not loopback.install_sigterm_cleanup()  # the host's handler stays
 registry = ToolRegistry()
 registry.tool(lambda: "pong", name="ping")
-run = loopback.prepare_agent_run(registry=registry)
+if mode == "worker-thread":  # a gateway: runs prepared off the main thread
+    assert loopback.install_sigterm_cleanup()
+    holder = []
+    worker = threading.Thread(target=lambda: holder.append(loopback.prepare_agent_run(registry=registry)))
+    worker.start()
+    worker.join()
+    run = holder[0]
+else:
+    run = loopback.prepare_agent_run(registry=registry)
 handler = signal.getsignal(signal.SIGTERM)
 
 
@@ -507,7 +516,7 @@ else:
 '''
 
 
-@pytest.mark.parametrize("host", ["default", "in-spawn", "own-handler"])
+@pytest.mark.parametrize("host", ["default", "in-spawn", "worker-thread", "own-handler"])
 def test_sigterm_to_the_host_removes_its_run_directories_and_ends_its_agents(host, runtime_dir, tmp_path):
     (tmp_path / "sleepy.py").write_text(SLEEPY_AGENT)
     proc = subprocess.Popen(
