@@ -249,8 +249,8 @@ def test_run_config_dir_writes_there_and_refuses_one_the_agent_would_skip(agents
     finally:
         mine.rmdir()
     out = _loopback("run", "--config-dir", str(tmp_path), "--", "gemini", "-p", "hi")
-    assert out.returncode == 1 and out.stdout == ""
-    (line,) = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and out.stdout == "" and "Traceback" not in out.stderr
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("loopback:")]
     assert line.startswith("loopback: error: directory") and "Gemini CLI would skip" in line
 
 
@@ -725,3 +725,39 @@ def test_the_concurrent_runs_example_serves_each_user_its_own_answer(runtime_dir
     assert sorted(run["answer"]["session"] for run in runs) == [f"s-{n}" for n in range(6)]
     assert all(run["label"] == f"user:{run['session']}" and run["exit"] == 0 for run in runs)
     assert [p.name for p in runtime_dir.iterdir()] == []  # every run's directory removed
+
+
+STUBBORN_AGENT = r'''
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ready", flush=True)
+time.sleep(120)
+'''
+
+
+def test_an_agent_that_ignores_sigterm_gets_sigkill_after_the_grace(runtime_dir):
+    with prepare_agent_run(registry=make_registry()) as run:
+        agent = run.start([sys.executable, "-c", STUBBORN_AGENT], stdout=subprocess.PIPE, text=True)
+        try:
+            assert agent.popen.stdout.readline() == "ready\n"
+            began = time.monotonic()
+            agent.end(grace=0.5)
+            assert agent.popen.returncode == -signal.SIGKILL and 0.4 < time.monotonic() - began < 5
+        finally:
+            agent.popen.stdout.close()
+            if agent.popen.poll() is None:
+                agent.popen.kill()
+                agent.popen.wait(10)
+
+
+def test_an_agent_in_the_callers_group_is_ended_alone(runtime_dir):
+    run = prepare_agent_run(registry=make_registry())
+    agent = run.start([sys.executable, "-c", "import time; time.sleep(120)"], new_session=False)
+    try:
+        assert os.getpgid(agent.pid) == os.getpgrp() and not agent.own_group
+        run.close()  # terminates the agent itself; our own group is left alone
+        assert agent.popen.returncode == -signal.SIGTERM
+    finally:
+        if agent.popen.poll() is None:
+            agent.popen.kill()
+            agent.popen.wait(10)
