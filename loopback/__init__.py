@@ -37,6 +37,10 @@ __all__ = [
     "default_registry",
     "prepare_agent_run",
     "PreparedRun",
+    "AgentProcess",
+    "RunLimitError",
+    "open_runs",
+    "install_sigterm_cleanup",
     "LoopbackServer",
     "Runtime",
     "Settings",
@@ -69,6 +73,10 @@ _LAZY = {
     "default_registry": "lifecycle",
     "prepare_agent_run": "host",
     "PreparedRun": "host",
+    "AgentProcess": "host",
+    "RunLimitError": "host",
+    "open_runs": "lifecycle",
+    "install_sigterm_cleanup": "lifecycle",
     "LoopbackServer": "server",
     "Runtime": "server",
     "LoopbackError": "errors",
@@ -98,8 +106,8 @@ if TYPE_CHECKING:
     from .content import Audio, EmbeddedResource, Image, InputRequired, ResourceLink, Text
     from .context import ClientRequestError, Context
     from .errors import LoopbackError, PortInUseError, StartError
-    from .host import PreparedRun, prepare_agent_run
-    from .lifecycle import active_runtime, close, default_registry, ensure, start
+    from .host import AgentProcess, PreparedRun, RunLimitError, prepare_agent_run
+    from .lifecycle import active_runtime, close, default_registry, ensure, install_sigterm_cleanup, open_runs, start
     from .prompts import Message, PromptRegistry
     from .resources import ResourceRegistry
     from .server import LoopbackServer, Runtime

@@ -40,6 +40,8 @@ class Grant:
             ``Context.headers`` shows these values whatever the request claims.
         tools: when set, the only tool names this token can list and call.
         expires_at: ``time.monotonic()`` deadline after which the token is refused.
+        label: who the token was issued to, for people and logs (an agent run's name, say);
+            not a secret, never checked.
     """
 
     token: str = field(repr=False)
@@ -47,6 +49,7 @@ class Grant:
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     tools: Optional[frozenset[str]] = None
     expires_at: Optional[float] = None
+    label: Optional[str] = None
 
     @property
     def is_owner(self) -> bool:
@@ -65,6 +68,35 @@ class Grant:
 def new_token() -> str:
     """A fresh 256-bit bearer token (43 URL-safe characters)."""
     return secrets.token_urlsafe(32)
+
+
+def check_grant(
+    scope: str = OWNER,
+    *,
+    headers: Optional[Mapping[str, str]] = None,
+    tools: Optional[Iterable[str]] = None,
+    ttl: Optional[float] = None,
+    label: Optional[str] = None,
+) -> dict[str, str]:
+    """Validate what a grant would be issued with (``TokenStore.issue`` does it too, so a
+    caller can check before it starts anything); the bound headers, names lower-cased.
+    Bad values raise ``ValueError``."""
+    if not isinstance(scope, str) or not _SCOPE_RE.match(scope):
+        raise ValueError(f"invalid scope {scope!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -")
+    bound = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not is_token(name) or name.lower() == "authorization":
+            raise ValueError(f"invalid bound header name {name!r}")
+        if not isinstance(value, str) or not value.isprintable():
+            raise ValueError(f"bound header {name!r} needs a printable string value")
+        bound[name.lower()] = value
+    if isinstance(tools, str):
+        raise ValueError("tools must be a collection of tool names, not one string")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0):
+        raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+    if label is not None and (not isinstance(label, str) or not label.isprintable() or len(label) > 200):
+        raise ValueError("label must be a printable string of at most 200 characters")
+    return bound
 
 
 def _digest(token: bytes) -> bytes:
@@ -93,6 +125,7 @@ class TokenStore:
         headers: Optional[Mapping[str, str]] = None,
         tools: Optional[Iterable[str]] = None,
         ttl: Optional[float] = None,
+        label: Optional[str] = None,
     ) -> Grant:
         """Mint (or adopt) a token and return its grant; see ``Grant`` for the fields.
 
@@ -102,25 +135,14 @@ class TokenStore:
             token = new_token()
         elif not isinstance(token, str) or len(token) < 32 or not token.isascii() or not token.isprintable() or " " in token:
             raise ValueError("a bearer token must be at least 32 printable ASCII characters without spaces")
-        if not isinstance(scope, str) or not _SCOPE_RE.match(scope):
-            raise ValueError(f"invalid scope {scope!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -")
-        bound = {}
-        for name, value in (headers or {}).items():
-            if not isinstance(name, str) or not is_token(name) or name.lower() == "authorization":
-                raise ValueError(f"invalid bound header name {name!r}")
-            if not isinstance(value, str) or not value.isprintable():
-                raise ValueError(f"bound header {name!r} needs a printable string value")
-            bound[name.lower()] = value
-        if isinstance(tools, str):
-            raise ValueError("tools must be a collection of tool names, not one string")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0):
-            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        bound = check_grant(scope, headers=headers, tools=tools, ttl=ttl, label=label)
         grant = Grant(
             token=token,
             scope=scope,
             headers=MappingProxyType(bound),
             tools=None if tools is None else frozenset(tools),
             expires_at=None if ttl is None else time.monotonic() + ttl,
+            label=label,
         )
         with self._lock:
             grants = dict(self._grants)

@@ -3,7 +3,11 @@
 Owns: the documented MCP-config shape of each supported client (Claude Code, Codex CLI,
 Gemini CLI, Cursor, VS Code, Windsurf, Zed, opencode, and a generic URL-plus-headers form);
 which clients expand environment variables, so that the token travels in the environment
-rather than in a file; the command-line arguments and environment a run needs; and the
+rather than in a file; the command-line arguments and environment a run needs, and on
+which of an agent's command lines those arguments belong (``agent_call``: only where it
+starts a session; its other subcommands reject them); the agents' traps a run must know
+(``codex exec`` waits on standard input; the hint for an agent that failed the way an
+untrusted folder or an unapproved project server makes it fail); and the
 validation that keeps a header value with a newline (or any other injection) out of every
 file and argument.
 Must not know: sockets, threads, MCP protocol. It is pure: it returns text, arguments and
@@ -19,7 +23,7 @@ import json
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
 from .http11 import is_token
@@ -30,6 +34,9 @@ __all__ = [
     "HEADER_ENV_PREFIX",
     "MCP_CONFIG_PLACEHOLDER",
     "ClientConfig",
+    "AgentCall",
+    "agent_call",
+    "failure_hint",
     "render",
     "describe",
 ]
@@ -476,3 +483,84 @@ def render(
     _check_inputs(url, token, name, token_env)
     run = _Run(url, token, name, token_env, _check_headers(headers, token_env), inline_secrets)
     return spec.build(run)
+
+
+# --- agents' command lines ----------------------------------------------------------------
+
+# Claude Code's subcommands: none of them starts a session, and `mcp` ones reject
+# --mcp-config ("unknown option"). A session is `claude [options] [PROMPT]` or `claude -p`.
+_CLAUDE_SUBCOMMANDS = frozenset({
+    "mcp", "config", "doctor", "update", "upgrade", "install", "migrate-installer",
+    "setup-token", "plugin", "plugins", "auth", "login", "logout", "agents",
+})
+# Codex: the interactive session (no subcommand), `exec` (alias `e`) and `resume`.
+_CODEX_SESSIONS = frozenset({"exec", "e", "resume"})
+_CODEX_EXEC = frozenset({"exec", "e"})
+_INFO_FLAGS = frozenset({"-h", "--help", "-v", "-V", "--version"})
+
+GEMINI_UNTRUSTED_EXIT = 55
+"""Gemini CLI's exit code when it refuses to run in a folder it does not trust."""
+
+
+@dataclass(frozen=True)
+class AgentCall:
+    """What one agent command line needs from a run.
+
+    ``session``: the line starts an agent session, so the format's arguments belong on it;
+    elsewhere (``claude mcp list``, ``codex mcp list``, ``--version``) they are left out and
+    the run's environment alone goes to the agent. ``closed_stdin``: the agent waits on its
+    standard input unless it is closed (``codex exec`` reads "additional input" from it).
+    """
+
+    session: bool
+    closed_stdin: bool
+
+
+def _first_word(args: Sequence[str]) -> Optional[str]:
+    for arg in args:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def agent_call(format: str, argv: Sequence[str]) -> AgentCall:
+    """How the ``format`` agent's command line ``argv`` (executable first) takes a run.
+
+    Claude Code: a session unless the first argument is a subcommand (``mcp``, ``config``,
+    ``doctor``...) or ``--help``/``--version``. Codex: a session without a subcommand, or for
+    ``exec``/``e``/``resume``; ``exec`` gets its standard input closed unless its prompt is
+    ``-`` (read from standard input). Other formats carry no arguments, so every line is a
+    session for them (their config travels in the environment).
+    """
+    _format(format)
+    args = list(argv[1:])
+    if any(arg in _INFO_FLAGS for arg in args[:1]):
+        return AgentCall(session=False, closed_stdin=False)
+    if format == "claude":
+        return AgentCall(session=not args or args[0] not in _CLAUDE_SUBCOMMANDS, closed_stdin=False)
+    if format == "codex":
+        word = _first_word(args)
+        if word is None:
+            return AgentCall(session=True, closed_stdin=False)
+        exec_args = args[args.index(word) + 1:]
+        return AgentCall(session=word in _CODEX_SESSIONS,
+                         closed_stdin=word in _CODEX_EXEC and "-" not in exec_args)
+    return AgentCall(session=True, closed_stdin=False)
+
+
+def failure_hint(format: str, returncode: int, *, project_mcp_json: bool = False) -> Optional[str]:
+    """One factual line on how the ``format`` agent may have failed, or None.
+
+    Gemini CLI exits 55 when it refuses an untrusted folder (its MCP servers are then
+    disabled). Claude Code keeps the servers of a project ``.mcp.json`` (``project_mcp_json``:
+    the agent's working directory has one) pending until the user approves them.
+    """
+    if format == "gemini" and returncode == GEMINI_UNTRUSTED_EXIT:
+        return ("Gemini CLI exits 55 when it does not trust the folder it runs in (its MCP servers are then "
+                "disabled); trusting it (GEMINI_CLI_TRUST_WORKSPACE=true or --skip-trust) is your decision")
+    if format == "claude" and returncode != 0 and project_mcp_json:
+        return ("Claude Code keeps the servers of a project .mcp.json \"Pending approval\" until they are "
+                "approved (enableAllProjectMcpServers in its settings, or interactively)")
+    return None

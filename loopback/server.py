@@ -400,17 +400,19 @@ class LoopbackServer:
         headers: Optional[Mapping[str, str]] = None,
         tools: Optional[Iterable[str]] = None,
         ttl: Optional[float] = None,
+        label: Optional[str] = None,
     ) -> Grant:
         """Mint an extra bearer token for this server and return its grant.
 
         ``scope``: "owner" sees every tool, any other scope not the ``owner_only`` ones.
         ``headers`` are bound to the token (tools see them in ``Context.headers``
         whatever the request claims), ``tools`` limits it to those names, ``ttl``
-        expires it after that many seconds. ``revoke_token`` ends it sooner.
+        expires it after that many seconds. ``revoke_token`` ends it sooner. ``label``
+        names who holds it (shown in ``runtime().grants``).
         """
         if self.tokens is None:
             raise LoopbackError("authentication is off on this server: it has no tokens to issue")
-        grant = self.tokens.issue(scope, headers=headers, tools=tools, ttl=ttl)
+        grant = self.tokens.issue(scope, headers=headers, tools=tools, ttl=ttl, label=label)
         if ttl is not None:
             self._httpd.wake()  # the accept loop ends grants on time: it must know this deadline
         return grant
@@ -430,7 +432,11 @@ class LoopbackServer:
             target=self._httpd.serve_forever,
             name=f"loopback-mcp:{self.port}", daemon=True,
         )
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:  # e.g. "can't start new thread": close() must not join it
+            self._thread = None
+            raise
         _log.info("MCP loopback server listening on %s", self.url)
         return self
 

@@ -16,7 +16,8 @@ CORE = {
     "catalog", "content", "schema", "tools", "resources", "prompts", "completions", "clients",
 }
 # The shell: sockets, selectors, threads, processes, files, process-wide state.
-SHELL = {"connection", "streams", "sessions", "workers", "server", "lifecycle", "host", "cli", "demo",
+SHELL = {"connection", "streams", "sessions", "workers", "server", "lifecycle", "host", "cli", "demo", "private",
+         "stdio",
          "__main__", "__init__"}
 # What no core module may import, directly or through another module of the package.
 IO_MODULES = {"socket", "select", "selectors", "socketserver", "subprocess", "asyncio", "ssl", "signal",

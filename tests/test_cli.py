@@ -323,6 +323,7 @@ def _stale_file(directory: Path, **record: Any) -> Path:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"serve-{record['pid']}.json"
     path.write_text(json.dumps({"url": "http://127.0.0.1:9/mcp", "port": 9, "token": "t" * 43, **record}))
+    path.chmod(0o600)  # as serve writes it: config trusts no other mode
     return path
 
 
@@ -338,6 +339,7 @@ def test_config_prefers_the_live_serve_over_a_newer_stale_file(served, runtime_d
     stale = _stale_file(runtime_dir, pid=_dead_pid(), started="2999-01-01T00:00:00+00:00")
     garbage = runtime_dir / "serve-1.json"
     garbage.write_text("not json")
+    garbage.chmod(0o600)
     out = _cli("config", "--format", "generic")
     assert out.returncode == 0 and json.loads(out.stdout)["url"] == f"http://127.0.0.1:{port}/mcp"
     assert not stale.exists() and garbage.exists()  # what it cannot read, it leaves alone

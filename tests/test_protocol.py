@@ -350,7 +350,7 @@ def test_result_conversions(value: Any, content: list, structured: Any) -> None:
         assert json.loads(result["content"][0]["text"]) == structured
 
 
-@pytest.mark.parametrize("value", [float("nan"), {"x": float("inf")}, {1, 2}, {("a", "b"): 1}])
+@pytest.mark.parametrize("value", [float("nan"), {"x": float("inf")}, {object()}, {("a", "b"): 1}])
 def test_results_json_cannot_hold_are_error_results(value: Any) -> None:
     registry = ToolRegistry()
     registry.add(lambda: value, name="give")
