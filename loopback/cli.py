@@ -509,7 +509,7 @@ def _port(text: str) -> int:
 
 
 def _formats_help() -> str:
-    return "\n".join(f"  {format:9} {clients.describe(format)}" for format in clients.FORMATS)
+    return "\n".join(f"  {format:14} {clients.describe(format)}" for format in clients.FORMATS)
 
 
 def build_parser() -> argparse.ArgumentParser:

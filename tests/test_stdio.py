@@ -401,6 +401,21 @@ def test_config_prints_a_claude_desktop_entry_without_a_secret(served, runtime_d
         assert entry["args"] == ["-m", "loopback", "stdio"]
         assert entry["env"]["LOOPBACK_RUNTIME_DIR"] == str(runtime_dir.resolve())
         assert served.token not in json.dumps(entry)  # the bridge reads it from the runtime file
+    # The README shows that entry (with example paths).
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Clients that only speak stdio.*?```json\n(.*?)```", readme, re.S)
+    assert block, "README: no json block under 'Clients that only speak stdio'"
+    shown = json.loads(block.group(1))["mcpServers"]["loopback"]
+    assert shown["args"] == entry["args"] and set(shown) == set(entry)
+    assert set(shown["env"]) == set(entry["env"]) - {"PYTHONPATH"}
+
+
+def test_stdio_help_documents_the_source_of_url_and_token_and_the_exit_codes():
+    out = subprocess.run([sys.executable, "-m", "loopback", "stdio", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=TIMEOUT)
+    assert out.returncode == 0
+    assert "--url" in out.stdout and "LOOPBACK_TOKEN" in out.stdout and "runtime file" in out.stdout
+    assert "stdio          0 when stdin ends" in out.stdout
 
 
 def test_python_sdk_stdio_client_reaches_a_running_serve_through_the_printed_config(served, tmp_path):
