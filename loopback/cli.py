@@ -370,10 +370,14 @@ def _stdio(args: argparse.Namespace) -> int:
                            f"start one, or give --url URL with the token in ${token_env}")
         url, token = served.url, served.token
         hint = "; the serve found through its runtime file no longer takes its token (did it restart?)"
+
+        def locate() -> Optional[tuple[str, Optional[str]]]:  # a serve restarted: its new URL and token
+            found = _find_served()
+            return (found.url, found.token) if found is not None else None
     try:
         headers = stdio.parse_headers(args.header, os.environ, clients.header_env_name)
         bridge = stdio.Bridge(url, token, stdin=sys.stdin.buffer, stdout=sys.stdout.buffer,
-                              headers=headers, token_hint=hint)
+                              headers=headers, token_hint=hint, locate=None if args.url else locate)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     _log.info("stdio bridge to %s", url)

@@ -76,13 +76,18 @@ class _Connection(http.client.HTTPConnection):
 
 
 class _HttpError(Exception):
-    """A non-2xx answer, or the server could not be reached (status 0)."""
+    """A non-2xx answer, or the server could not be reached (status 0).
 
-    def __init__(self, status: int, message: str, body: Optional[dict[str, Any]] = None) -> None:
+    ``gone``: the server (or the session) is not there any more and the request was not
+    handled: finding the server again and sending the request once more is safe.
+    """
+
+    def __init__(self, status: int, message: str, body: Optional[dict[str, Any]] = None, *, gone: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.body = body
+        self.gone = gone
 
 
 class _Event:
@@ -146,6 +151,12 @@ class Bridge:
     ``run()`` reads ``stdin`` to its end and returns the exit code (0). Everything the
     server sends is written to ``stdout`` as one line a message, under a lock.
     ``token_hint`` ends the message a 401 gets: it tells the user where the token came from.
+
+    When the server goes away (connection refused, 401 for a token it no longer knows, 404
+    for a session it ended), a request is sent again once after reconnecting: ``locate``
+    (if given) names the server anew — a ``serve`` restarted with a new port and token —
+    and the client's own ``initialize`` opens a new session; the client is then told
+    ``notifications/tools/list_changed``, as the tools may have changed.
     """
 
     def __init__(
@@ -157,14 +168,10 @@ class Bridge:
         stdout: IO[bytes],
         headers: Optional[Mapping[str, str]] = None,
         token_hint: str = "",
+        locate: Optional[Callable[[], Optional[tuple[str, Optional[str]]]]] = None,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"the server URL must be an http:// URL, not {url!r}")
-        self.url = url
-        self._host = parts.hostname
-        self._port = parts.port or 80
-        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._set_server(url)
+        self._locate = locate
         self._token = token
         self._token_hint = token_hint
         self._extra = dict(headers or {})
@@ -184,6 +191,21 @@ class Bridge:
         self._listen_conn: Optional[_Connection] = None
         self._closing = threading.Event()
         self._stdout_gone = False
+        # Reconnection: what a new session needs, and a generation each reconnection bumps.
+        self._generation = 0
+        self._reconnect_lock = threading.Lock()
+        self._initialize_message: Optional[dict[str, Any]] = None
+        self._initialized_sent = False
+        self._tools_list_changed = False
+
+    def _set_server(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"the server URL must be an http:// URL, not {url!r}")
+        self.url = url
+        self._host = parts.hostname
+        self._port = parts.port or 80
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     # -- stdout ------------------------------------------------------------------------
 
@@ -218,7 +240,8 @@ class Bridge:
         return _Connection(self._host, self._port), False
 
     def _release(self, conn: _Connection, response: http.client.HTTPResponse) -> None:
-        if response.isclosed() and not response.will_close and not self._closing.is_set():
+        current = (conn.host, conn.port) == (self._host, self._port)
+        if current and response.isclosed() and not response.will_close and not self._closing.is_set():
             with self._pool_lock:
                 self._idle.append(conn)
         else:
@@ -284,6 +307,9 @@ class Bridge:
                 conn.close()
                 if not reused or attempt:
                     raise _HttpError(0, self._unreachable(exc)) from None
+            except ConnectionRefusedError as exc:
+                conn.close()
+                raise _HttpError(0, self._unreachable(exc), gone=True) from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise _HttpError(0, self._unreachable(exc)) from None
@@ -297,8 +323,8 @@ class Bridge:
         if status == 401:
             return f"loopback: the server refused the token ({reason}){self._token_hint}"
         if status == 404 and self.session_id is not None:
-            return (f"loopback: the server no longer knows this session ({reason}); it restarted or the "
-                    "session expired: restart the MCP client to connect again")
+            return (f"loopback: the server no longer knows this session ({reason}), and a new one "
+                    "could not be opened")
         return f"loopback: HTTP {status} from the server: {reason}"
 
     # -- one exchange ------------------------------------------------------------------
@@ -308,8 +334,16 @@ class Bridge:
         errors for a request (one with an id), and log lines for anything else."""
         request_id = message.get("id") if isinstance(message, dict) and "method" in message else None
         is_request = request_id is not None
+        generation = self._generation
         try:
-            self._exchange(message, raw, request_id)
+            try:
+                self._exchange(message, raw, request_id)
+            except _HttpError as exc:
+                # A token refused for good (no locate to find a new one) is not worth a retry.
+                again = is_request and exc.gone and (exc.status != 401 or self._locate is not None)
+                if not (again and self._reconnect(generation, message)):
+                    raise
+                self._exchange(message, raw, request_id)  # once more, on the new connection
         except _HttpError as exc:
             if is_request:
                 if exc.body is not None:
@@ -321,6 +355,8 @@ class Bridge:
 
     def _exchange(self, message: Any, raw: bytes, request_id: Any) -> None:
         is_initialize = isinstance(message, dict) and message.get("method") == "initialize" and request_id is not None
+        if is_initialize:
+            self._initialize_message = message
         conn, response = self._request("POST", raw, self._post_headers(message))
         try:
             status = response.status
@@ -330,7 +366,8 @@ class Bridge:
                 if parsed is not None and parsed.get("id") is not None:
                     raise _HttpError(status, reason, parsed)  # a JSON-RPC error of the request itself
                 # A refusal of the HTTP layer (id null): the bridge's own words, with a hint.
-                raise _HttpError(status, self._refusal(status, reason))
+                gone = status == 401 or (status == 404 and _SESSION_HEADER in self._sent_session(message))
+                raise _HttpError(status, self._refusal(status, reason), gone=gone)
             if is_initialize:
                 session_id = response.getheader(_SESSION_HEADER)
                 with self._state_lock:
@@ -362,13 +399,100 @@ class Bridge:
         else:
             self._deliver(answer, body.strip(), is_initialize)
 
+    def _sent_session(self, message: Any) -> dict[str, str]:
+        """The session header a POST of ``message`` carries (empty when none)."""
+        headers = self._post_headers(message)
+        return {_SESSION_HEADER: headers[_SESSION_HEADER]} if _SESSION_HEADER in headers else {}
+
+    def _learn(self, result: dict[str, Any]) -> None:
+        version = result.get("protocolVersion")
+        if isinstance(version, str):
+            with self._state_lock:
+                self.protocol_version = version  # before the client can send its next request
+        tools = result.get("capabilities", {}).get("tools") if isinstance(result.get("capabilities"), dict) else None
+        self._tools_list_changed = isinstance(tools, dict) and tools.get("listChanged") is True
+
     def _deliver(self, message: Any, raw: Optional[bytes], is_initialize: bool) -> None:
         if is_initialize and isinstance(message, dict) and isinstance(message.get("result"), dict):
-            version = message["result"].get("protocolVersion")
-            if isinstance(version, str):
-                with self._state_lock:
-                    self.protocol_version = version  # before the client can send its next request
+            self._learn(message["result"])
         self._emit(message, raw)
+
+    # -- reconnection ------------------------------------------------------------------
+
+    def _reconnect(self, generation: int, failed: Any) -> bool:
+        """After ``failed`` met a server or session that is gone: find the server again and
+        open a new session as the client opened its first. True when the request may be
+        sent again. One reconnection serves every request that failed meanwhile."""
+        with self._reconnect_lock:
+            if self._generation != generation:
+                return True  # another request has reconnected already
+            if self._closing.is_set():
+                return False
+            if self._locate is not None:
+                found = self._locate()
+                if found is None:
+                    return False
+                url, token = found
+                if (url, token) != (self.url, self._token):
+                    _log.warning("reconnecting to %s", url)
+                self._set_server(url)
+                self._token = token
+            elif not (self._initialize_message is not None and self.session_id is not None):
+                return False  # nothing to find anew, no session to reopen
+            with self._pool_lock:
+                idle, self._idle = self._idle, []
+            for conn in idle:
+                conn.close()
+            is_initialize = isinstance(failed, dict) and failed.get("method") == "initialize"
+            reopened = self._initialize_message is not None and not is_initialize
+            if reopened and not self._open_session():
+                return False
+            self._generation += 1
+        if reopened:
+            if self._initialized_sent:
+                self._start_listening()
+            if self._tools_list_changed:
+                self._emit({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        return True
+
+    def _open_session(self) -> bool:
+        """The client's initialize (and initialized) again, for the bridge: its answer is not
+        the client's business, which already has one."""
+        assert self._initialize_message is not None
+        with self._state_lock:
+            self.session_id = self.protocol_version = None
+            self._listener = None  # the old stream ends with the old session
+        message = {**self._initialize_message, "id": f"loopback-stdio-reconnect-{self._generation + 1}"}
+        headers = self._post_headers(message)
+        headers["Accept"] = "application/json"
+        try:
+            conn, response = self._request("POST", json.dumps(message).encode("utf-8"), headers)
+            try:
+                body = response.read()
+                session_id = response.getheader(_SESSION_HEADER)
+            finally:
+                self._release(conn, response)
+            answer = json.loads(body) if response.status == 200 else None
+        except (_HttpError, ValueError, OSError, http.client.HTTPException) as exc:
+            _log.warning("could not open a new session: %s", exc)
+            return False
+        if not isinstance(answer, dict) or not isinstance(answer.get("result"), dict):
+            _log.warning("could not open a new session: HTTP %d %.200r", response.status, body)
+            return False
+        with self._state_lock:
+            self.session_id = session_id.strip() if session_id else None
+        self._learn(answer["result"])
+        if self._initialized_sent:
+            try:
+                conn, response = self._request("POST", b'{"jsonrpc":"2.0","method":"notifications/initialized"}',
+                                                self._post_headers({"method": "notifications/initialized"}))
+                response.read()
+                self._release(conn, response)
+            except (_HttpError, OSError, http.client.HTTPException) as exc:
+                _log.warning("could not complete the new session: %s", exc)
+                return False
+        _log.warning("opened a new session with the server")
+        return True
 
     def _forward_events(self, response: http.client.HTTPResponse, request_id: Any,
                         is_initialize: bool = False) -> tuple[bool, Optional[str], Optional[int]]:
@@ -439,11 +563,12 @@ class Bridge:
         last_id: Optional[str] = None
         retry: Optional[int] = None
         failures = 0
+        generation = self._generation
 
         def remember(conn: _Connection) -> None:
             self._listen_conn = conn
 
-        while not self._closing.is_set():
+        while not self._closing.is_set() and generation == self._generation:
             try:
                 conn, response = self._request("GET", None, self._stream_headers(last_id), remember)
             except _HttpError as exc:
@@ -486,6 +611,7 @@ class Bridge:
             message, raw = item
             self._post(message, raw)
             if isinstance(message, dict) and message.get("method") == "notifications/initialized":
+                self._initialized_sent = True
                 self._start_listening()
 
     def _spawn(self, message: Any, raw: bytes) -> None:

@@ -342,16 +342,17 @@ def test_python_sdk_default_client_speaks_2026_07_28_through_the_bridge(server, 
 
 
 class Served:
-    def __init__(self, proc: subprocess.Popen[str], url: str, token: str) -> None:
+    def __init__(self, proc: "subprocess.Popen[str]", url: str, token: str) -> None:
         self.proc, self.url, self.token = proc, url, token
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    """`python -m loopback serve` (the demo tools) announcing itself in the test's runtime dir."""
-    stderr = open(tmp_path / "serve.stderr", "w")
+def _serve(tmp_path: Path, label: str = "serve") -> Served:
+    """Start `python -m loopback serve` (the demo tools) in the test's runtime dir; wait for its banner."""
+    stderr = open(tmp_path / f"{label}.stderr", "w")
     proc = subprocess.Popen([sys.executable, "-u", "-m", "loopback", "serve", "--port", "0"], cwd=ROOT,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    stderr.close()
+    served = Served(proc, "", "")
     try:
         lines: "queue.Queue[Optional[str]]" = queue.Queue()
 
@@ -366,22 +367,37 @@ def served(tmp_path: Path) -> Iterator[Served]:
         deadline = time.monotonic() + TIMEOUT
         while not banner.endswith("Press Ctrl-C to stop.\n"):
             line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-            assert line is not None, banner + (tmp_path / "serve.stderr").read_text()
+            assert line is not None, banner + (tmp_path / f"{label}.stderr").read_text()
             banner += line
-        url = re.search(r"MCP server on (\S+)", banner).group(1)  # type: ignore[union-attr]
-        token = re.search(r"^token: (\S+)$", banner, re.M).group(1)  # type: ignore[union-attr]
-        yield Served(proc, url, token)
+        served.url = re.search(r"MCP server on (\S+)", banner).group(1)  # type: ignore[union-attr]
+        served.token = re.search(r"^token: (\S+)$", banner, re.M).group(1)  # type: ignore[union-attr]
+    except BaseException:
+        _stop_serve(served)
+        raise
+    return served
+
+
+def _stop_serve(served: Served) -> None:
+    proc = served.proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    if proc.stdout:
+        proc.stdout.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """`python -m loopback serve` announcing itself in the test's runtime dir."""
+    served = _serve(tmp_path)
+    try:
+        yield served
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout:
-            proc.stdout.close()
-        stderr.close()
+        _stop_serve(served)
 
 
 def _config_entry(format: str = "claude-desktop") -> dict[str, Any]:
@@ -672,6 +688,48 @@ def test_the_bridge_finds_the_serve_through_the_runtime_file(served, bridges):
     bridge.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 2, "b": 3}}})
     assert bridge.answer(1)["result"]["content"][0]["text"] in ("5", "5.0")
     assert bridge.finish() == 0
+
+
+def test_a_restarted_serve_is_found_again_and_the_client_told_to_list_tools_again(tmp_path, bridges):
+    """The long-lived case (Claude Desktop): the serve restarts with a new port and token;
+    the next request finds it through the runtime file, opens a new session and succeeds."""
+    first = _serve(tmp_path, "first")
+    second: Optional[Served] = None
+    try:
+        bridge = Bridge(env=_bridge_env(None))
+        bridges.append(bridge)
+        bridge.initialize()
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "one"}}}
+        bridge.send(call)
+        assert bridge.answer(1)["result"]["content"][0]["text"] == "one"
+        _stop_serve(first)
+        second = _serve(tmp_path, "second")
+        assert (second.url, second.token) != (first.url, first.token)
+        bridge.send({**call, "id": 2, "params": {"name": "echo", "arguments": {"text": "two"}}})
+        seen = []
+        while not seen or seen[-1].get("id") != 2:
+            seen.append(bridge.read())
+        assert seen[-1]["result"]["content"][0]["text"] == "two", seen
+        assert {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"} in seen[:-1]
+        assert bridge.finish() == 0
+    finally:
+        _stop_serve(first)
+        if second is not None:
+            _stop_serve(second)
+
+
+def test_a_session_the_server_ended_is_opened_again(server, bridges):
+    bridge = Bridge("--url", server.url, token=server.token)
+    bridges.append(bridge)
+    bridge.initialize()
+    (old,) = server._httpd.sessions.sessions()
+    server._httpd.sessions.remove(old.id)  # as an idle timeout would end it
+    bridge.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1}}})
+    assert bridge.answer(1)["result"]["content"][0]["text"] == "3"
+    (new,) = server._httpd.sessions.sessions()
+    assert new.id != old.id
+    assert bridge.finish() == 0
+    assert len(server._httpd.sessions) == 0
 
 
 def test_headers_reach_the_server(bridges):
