@@ -10,7 +10,8 @@ events go to stdout in order (resumed with ``Last-Event-ID`` when the server end
 early); notifications and the client's answers POSTed in order; the standalone GET stream
 (list_changed notifications, requests to the client) after ``initialize``; the
 ``Mcp-Session-Id`` and ``MCP-Protocol-Version`` headers, the 2026-07-28 routing headers
-(``Mcp-Method``, ``Mcp-Name``) mirrored from the body; ``DELETE`` of the session when
+mirrored from the body (``Mcp-Method``, ``Mcp-Name``, and ``Mcp-Param-*`` for the arguments
+a tool's input schema marks ``x-mcp-header``, learnt from the tools/list answers that pass); ``DELETE`` of the session when
 stdin ends; HTTP failures turned into JSON-RPC errors for the request that met them.
 Must not know: how the server is found (``cli`` passes the URL and token), what MCP
 methods do beyond routing, anything of the server's own modules: it is a client, and talks
@@ -61,6 +62,43 @@ def header_value(text: str) -> str:
     if _HEADER_SAFE.fullmatch(text) and not text.startswith("=?base64?"):
         return text
     return "=?base64?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="
+
+
+def _annotated(schema: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """(argument path, header token) of each ``x-mcp-header`` annotation a client must mirror:
+    on a string, integer or boolean property reached from the root through ``properties``."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if isinstance(properties, dict):
+        for name, sub in properties.items():
+            if not isinstance(sub, dict):
+                continue
+            token = sub.get("x-mcp-header")
+            if isinstance(token, str) and token and sub.get("type") in ("string", "integer", "boolean"):
+                found.append(((*path, name), token))
+            found.extend(_annotated(sub, (*path, name)))
+    return found
+
+
+def param_headers(input_schema: Any, arguments: Any) -> dict[str, str]:
+    """2026-07-28: the ``Mcp-Param-{Name}`` headers a ``tools/call`` carries for the arguments
+    its tool's input schema annotates with ``x-mcp-header`` (absent arguments: no header)."""
+    headers: dict[str, str] = {}
+    for path, token in _annotated(input_schema):
+        value: Any = arguments
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, bool):
+            rendered: Optional[str] = "true" if value else "false"
+        elif isinstance(value, (int, str)):
+            rendered = str(value)
+        elif isinstance(value, float) and value.is_integer():
+            rendered = str(int(value))
+        else:
+            rendered = None
+        if rendered is not None:
+            headers[f"Mcp-Param-{token}"] = header_value(rendered)
+    return headers
 
 
 class _Connection(http.client.HTTPConnection):
@@ -197,6 +235,9 @@ class Bridge:
         self._initialize_message: Optional[dict[str, Any]] = None
         self._initialized_sent = False
         self._tools_list_changed = False
+        # 2026-07-28: input schemas (by tool name) with arguments to mirror into headers,
+        # learnt from the tools/list answers that pass through.
+        self._mirrored: dict[str, Any] = {}
 
     def _set_server(self, url: str) -> None:
         parts = urlsplit(url)
@@ -274,6 +315,9 @@ class Bridge:
                 params = message.get("params")
                 if key is not None and isinstance(params, dict) and isinstance(params.get(key), str):
                     headers["Mcp-Name"] = header_value(params[key])
+                    schema = self._mirrored.get(params[key]) if method == "tools/call" else None
+                    if schema is not None:
+                        headers.update(param_headers(schema, params.get("arguments")))
             return headers
         if self.protocol_version is not None:
             headers[_VERSION_HEADER] = self.protocol_version
@@ -413,8 +457,19 @@ class Bridge:
         self._tools_list_changed = isinstance(tools, dict) and tools.get("listChanged") is True
 
     def _deliver(self, message: Any, raw: Optional[bytes], is_initialize: bool) -> None:
-        if is_initialize and isinstance(message, dict) and isinstance(message.get("result"), dict):
-            self._learn(message["result"])
+        result = message.get("result") if isinstance(message, dict) and "method" not in message else None
+        if isinstance(result, dict):
+            if is_initialize:
+                self._learn(result)
+            tools = result.get("tools")
+            if isinstance(tools, list):  # a tools/list answer
+                for tool in tools:
+                    if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                        schema = tool.get("inputSchema")
+                        if _annotated(schema):
+                            self._mirrored[tool["name"]] = schema
+                        else:
+                            self._mirrored.pop(tool["name"], None)
         self._emit(message, raw)
 
     # -- reconnection ------------------------------------------------------------------

@@ -672,6 +672,62 @@ def test_the_2026_07_28_routing_headers_are_mirrored_from_the_body(server, bridg
     assert len(server._httpd.sessions) == 0
 
 
+SQL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"},
+        "limit": {"type": "integer", "x-mcp-header": "Limit"},
+        "dry": {"type": "boolean", "x-mcp-header": "Dry"},
+        "target": {"type": "object", "properties": {"db": {"type": "string", "x-mcp-header": "Db"}}},
+        "query": {"type": "string"},
+    },
+    "required": ["query"],
+}
+SQL_CALLS = [
+    {"query": "q"},
+    {"query": "q", "region": "Hello, 世界", "limit": 42, "dry": False, "target": {"db": "main"}},
+    {"query": "q", "region": " padded ", "limit": 42.0, "dry": True},
+    {"query": "q", "region": "=?base64?not-a-sentinel?="},
+]
+
+
+def test_2026_07_28_param_headers_are_mirrored_for_annotated_arguments(bridges):
+    """A tool whose input schema marks arguments ``x-mcp-header``: the bridge learns that from
+    tools/list and sends the ``Mcp-Param-*`` headers the server checks."""
+    registry = ToolRegistry()
+
+    def execute_sql(**arguments: Any) -> str:
+        return json.dumps(arguments, sort_keys=True)
+
+    registry.add(execute_sql, name="execute_sql", description="Run SQL.", input_schema=SQL_SCHEMA)
+    srv = loopback.start(0, registry=registry)
+    try:
+        bridge = Bridge("--url", srv.url, token=srv.token)
+        bridges.append(bridge)
+        meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+        bridge.send({"jsonrpc": "2.0", "id": "list", "method": "tools/list", "params": {"_meta": meta}})
+        assert [tool["name"] for tool in bridge.answer("list")["result"]["tools"]] == ["execute_sql"]
+        for number, arguments in enumerate(SQL_CALLS):
+            bridge.send({"jsonrpc": "2.0", "id": number, "method": "tools/call",
+                         "params": {"name": "execute_sql", "arguments": arguments, "_meta": meta}})
+            answer = bridge.answer(number)
+            assert "result" in answer, answer
+            assert json.loads(answer["result"]["content"][0]["text"]) == arguments
+        assert bridge.finish() == 0
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("arguments", SQL_CALLS)
+def test_param_headers_satisfy_the_servers_check(arguments):
+    from loopback.revision_2026 import check_param_headers
+    from loopback.stdio import param_headers
+
+    headers = param_headers(SQL_SCHEMA, arguments)
+    assert check_param_headers(SQL_SCHEMA, arguments, headers) is None
+    assert len(headers) == sum(1 for key in ("region", "limit", "dry") if key in arguments) + ("target" in arguments)
+
+
 def test_no_server_found_is_one_line_and_exit_1(runtime_dir):
     out = subprocess.run([sys.executable, "-m", "loopback", "stdio"], cwd=ROOT, capture_output=True, text=True,
                          timeout=TIMEOUT, stdin=subprocess.DEVNULL, env=_bridge_env(None))
