@@ -382,8 +382,12 @@ def _stdio(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     _log.info("stdio bridge to %s", url)
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: Optional[FrameType]) -> None:
-        raise KeyboardInterrupt  # ends the bridge's read of stdin; it then ends the session
+        if not stopping.is_set():  # once: a second signal must not cut the DELETE short
+            stopping.set()
+            raise KeyboardInterrupt  # ends the bridge's read of stdin; it then ends the session
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:

@@ -729,13 +729,16 @@ class Bridge:
         """Finish what was sent, stop the standalone stream and DELETE the session."""
         self._ordered.put(None)
         deadline = time.monotonic() + drain
-        self._sender.join(max(deadline - time.monotonic(), 0))
-        while True:
-            with self._in_flight_lock:
-                pending = list(self._in_flight)
-            if not pending or time.monotonic() >= deadline:
-                break
-            pending[0].join(max(deadline - time.monotonic(), 0))
+        try:
+            self._sender.join(max(deadline - time.monotonic(), 0))
+            while True:
+                with self._in_flight_lock:
+                    pending = list(self._in_flight)
+                if not pending or time.monotonic() >= deadline:
+                    break
+                pending[0].join(max(deadline - time.monotonic(), 0))
+        except KeyboardInterrupt:  # a signal while draining: stop waiting, still end the session
+            pass
         self._closing.set()
         listen_conn = self._listen_conn
         if listen_conn is not None and listen_conn.sock is not None:

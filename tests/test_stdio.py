@@ -104,6 +104,14 @@ def _registry() -> ToolRegistry:
         return "slept"
 
     @registry.tool
+    def hang(ctx: loopback.Context, seconds: float = 20.0) -> str:
+        """Waits until cancelled (its session ended) or the time is up."""
+        deadline = time.monotonic() + seconds
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return "cancelled" if ctx.cancelled else "timed out"
+
+    @registry.tool
     def poll(ctx: loopback.Context) -> str:
         """Ends its response stream early (SSE polling): the client must resume it."""
         ctx.progress(1, 2, "before the break")
@@ -182,7 +190,7 @@ def test_python_sdk_stdio_client_lists_and_calls_tools(server, tmp_path):
     init, listed, echo, add, invalid, unknown, pong = _session(_params(server.url, server.token, errlog), errlog, body)
     assert init.protocol_version == PROTOCOL
     assert init.server_info.name == "loopback" and init.server_info.version == loopback.__version__
-    assert {tool.name for tool in listed.tools} == {"echo", "add", "chatty", "ask_name", "ask_name_2026", "think", "where", "slow", "poll"}
+    assert {tool.name for tool in listed.tools} == {"echo", "add", "chatty", "ask_name", "ask_name_2026", "think", "where", "slow", "hang", "poll"}
     assert [(block.type, block.text) for block in echo.content] == [("text", "héllo\nover stdio")]
     assert add.is_error is False and add.content[0].text == "42"
     assert invalid.is_error is True and "arguments.a" in invalid.content[0].text
@@ -576,13 +584,22 @@ def test_a_request_in_flight_at_end_of_input_is_still_answered(server, bridges):
     assert len(server._httpd.sessions) == 0
 
 
-def test_sigterm_ends_the_session_and_exits_0(server, bridges):
+@pytest.mark.parametrize("in_flight", [False, True])
+def test_sigterm_ends_the_session_at_once_and_exits_0(server, bridges, in_flight):
+    """What stdio clients do when the bridge is slow to exit (the SDKs: after 2 s)."""
     bridge = Bridge("--url", server.url, token=server.token)
     bridges.append(bridge)
     bridge.initialize()
     assert wait_for(lambda: len(server._httpd.sessions) == 1)
-    bridge.proc.send_signal(signal.SIGTERM)
+    if in_flight:  # a call that would outlast the drain time
+        bridge.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "hang", "arguments": {"seconds": 20}}})
+        assert bridge.proc.stdin is not None
+        bridge.proc.stdin.close()  # end of input: the bridge now waits for the call...
+        time.sleep(0.5)
+    started = time.monotonic()
+    bridge.proc.send_signal(signal.SIGTERM)  # ...until this
     assert bridge.proc.wait(TIMEOUT) == 0
+    assert time.monotonic() - started < 3
     assert len(server._httpd.sessions) == 0
 
 
