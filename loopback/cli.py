@@ -187,23 +187,9 @@ def _notes(config: ClientConfig) -> list[str]:
     return lines
 
 
-def _python_path() -> Optional[str]:
-    """The ``PYTHONPATH`` that ``python -m loopback`` needs to import this very copy of
-    loopback from any directory, or None when it is installed where Python looks anyway."""
-    import site
-    import sysconfig
-
-    parent = Path(__file__).resolve().parent.parent
-    places = [sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
-    if site.ENABLE_USER_SITE:
-        places.append(site.getusersitepackages())
-    return None if any(place and Path(place).resolve() == parent for place in places) else str(parent)
-
-
 def _render(format: str, url: str, token: str, name: str = "loopback") -> ClientConfig:
-    python_path = _python_path() if format in clients.STDIO_FORMATS else None
     try:
-        return clients.render(format, url, token, name=name, python_path=python_path)
+        return clients.render(format, url, token, name=name)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
@@ -340,7 +326,7 @@ def _config(args: argparse.Namespace) -> int:
         # The bridge finds the serve itself each time the client starts it: no token in
         # the file, and a restarted serve (new port, new token) is found again.
         config = clients.render_stdio_discovery(args.format, runtime_dir=str(runtime_dir().resolve()),
-                                                name=args.name, python_path=_python_path())
+                                                name=args.name)
     else:
         config = _render(args.format, served.url, served.token, args.name)
     # The config alone on stdout, so that `... config --format F > FILE` writes the file.

@@ -18,6 +18,7 @@ Each shape follows the client's own documentation; the test module cites the pag
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -218,7 +219,7 @@ class _Run:
     token_env: str
     headers: tuple[_Header, ...]
     inline_secrets: bool
-    python: str = sys.executable
+    python: Optional[str] = None
     python_path: Optional[str] = None
 
 
@@ -421,7 +422,24 @@ def _generic(run: _Run) -> ClientConfig:
 # --- stdio: the client starts the bridge ------------------------------------------------
 
 
-def _stdio_entry(python: str, args: list[str], env: dict[str, str], python_path: Optional[str]) -> dict[str, Any]:
+def _own_python_path() -> Optional[str]:
+    """The ``PYTHONPATH`` this interpreter needs to import this very copy of loopback from
+    any directory (a checkout, a vendored copy), or None where it is installed."""
+    import site
+    import sysconfig
+
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    places = [sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    if site.ENABLE_USER_SITE:
+        places.append(site.getusersitepackages())
+    if any(place and os.path.abspath(place) == parent for place in places):
+        return None
+    return parent
+
+
+def _stdio_entry(python: Optional[str], args: list[str], env: dict[str, str], python_path: Optional[str]) -> dict[str, Any]:
+    if python is None:  # this interpreter: what it needs to find this loopback is known
+        python, python_path = sys.executable, _own_python_path()
     if python_path is not None:
         env = {**env, "PYTHONPATH": python_path}
     entry: dict[str, Any] = {"command": python, "args": ["-m", "loopback", "stdio", *args]}
@@ -462,13 +480,14 @@ def render_stdio_discovery(
     """A stdio entry that finds the newest running ``serve`` each time the client starts
     it, through the runtime files in ``runtime_dir``: no URL and no token in the file
     (``holds_secret`` False), and it keeps working when ``serve`` restarts with a new token.
-    ``python`` (default: this interpreter) runs ``-m loopback stdio``; ``python_path`` is
-    the ``PYTHONPATH`` it needs to import loopback, if any."""
+    ``python`` runs ``-m loopback stdio`` with ``python_path`` as its ``PYTHONPATH`` (if
+    given); by default this interpreter, with the ``PYTHONPATH`` it needs to import this
+    copy of loopback when that is not installed (a checkout, a vendored copy)."""
     if format not in STDIO_FORMATS:
         raise ValueError(f"{format!r} is not a stdio format ({', '.join(STDIO_FORMATS)})")
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(f"name {name!r} must be 1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit")
-    entry = _stdio_entry(python or sys.executable, [], {"LOOPBACK_RUNTIME_DIR": runtime_dir}, python_path)
+    entry = _stdio_entry(python, [], {"LOOPBACK_RUNTIME_DIR": runtime_dir}, python_path)
     text = _json_text({"mcpServers": {name: entry}})
     return _config(format, _STDIO_FILENAMES[format], text, {}, False)
 
@@ -552,8 +571,9 @@ def render(
     client build whose expansion is broken.
 
     The stdio formats (``STDIO_FORMATS``) start ``python -m loopback stdio --url URL`` with
-    ``python`` (default: this interpreter) and ``python_path`` as its ``PYTHONPATH`` when
-    given; the token and header values are in the entry's ``env`` block (``holds_secret``).
+    ``python`` and ``python_path`` as its ``PYTHONPATH`` (if given); by default this
+    interpreter, with the ``PYTHONPATH`` that finds this copy of loopback when it is not
+    installed. The token and header values are in the entry's ``env`` block (``holds_secret``).
 
     Raises ValueError for an unknown format, or for a name, URL, token, header name or
     header value that could not be written safely (a CR or LF in a value, for one).
@@ -561,5 +581,5 @@ def render(
     spec = _format(format)
     _check_inputs(url, token, name, token_env)
     run = _Run(url, token, name, token_env, _check_headers(headers, token_env), inline_secrets,
-               python or sys.executable, python_path)
+               python, python_path)
     return spec.build(run)

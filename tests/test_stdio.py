@@ -434,6 +434,31 @@ def test_config_prints_a_claude_desktop_entry_without_a_secret(served, runtime_d
     assert set(shown["env"]) == set(entry["env"]) - {"PYTHONPATH"}
 
 
+def test_the_entry_names_a_pythonpath_only_where_loopback_is_not_installed(tmp_path):
+    """From a checkout (these tests) the entry needs PYTHONPATH to import loopback from the
+    client's working directory; from an installed copy it must not carry one."""
+    script = ("import json, loopback.clients as c; "
+              "print(json.dumps(json.loads(c.render('claude-desktop', 'http://127.0.0.1:1/mcp', 't').text)))")
+    checkout = json.loads(subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                                         timeout=TIMEOUT, check=True).stdout)["mcpServers"]["loopback"]
+    assert checkout["env"]["PYTHONPATH"] == str(ROOT) and checkout["command"] == sys.executable
+
+    import shutil
+    import sysconfig
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True, timeout=TIMEOUT).stdout.strip()
+    shutil.copytree(ROOT / "loopback", Path(purelib) / "loopback", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COVERAGE_PROCESS_START")}
+    installed = json.loads(subprocess.run([python, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                                          timeout=TIMEOUT, check=True, env=env).stdout)["mcpServers"]["loopback"]
+    assert "PYTHONPATH" not in installed["env"] and installed["command"] == python
+    assert sysconfig.get_path("purelib") != purelib  # it really was another installation
+
+
 def test_stdio_help_documents_the_source_of_url_and_token_and_the_exit_codes():
     out = subprocess.run([sys.executable, "-m", "loopback", "stdio", "--help"], cwd=ROOT, capture_output=True,
                          text=True, timeout=TIMEOUT)
@@ -805,6 +830,42 @@ def test_a_session_the_server_ended_is_opened_again(server, bridges):
     assert len(server._httpd.sessions) == 0
 
 
+STAND_IN_AGENT = """
+import json, os, subprocess, sys
+entry = json.load(open(sys.argv[1]))["mcpServers"]["loopback"]
+env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPBACK_")}  # only the entry's env counts
+env.update(entry.get("env", {}))
+bridge = subprocess.Popen([entry["command"], *entry["args"]], env=env, cwd=sys.argv[2],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def ask(message):
+    bridge.stdin.write(json.dumps(message) + "\\n"); bridge.stdin.flush()
+    return json.loads(bridge.stdout.readline()) if "id" in message else None
+ask({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "stand-in", "version": "1"}}})
+ask({"jsonrpc": "2.0", "method": "notifications/initialized"})
+answer = ask({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "per run"}}})
+bridge.stdin.close()
+print(json.dumps({"answer": answer, "bridge_exit": bridge.wait(30), "args": entry["args"]}))
+"""
+
+
+@pytest.mark.parametrize("format", clients.STDIO_FORMATS)
+def test_run_gives_a_stdio_agent_an_entry_with_its_own_token(tmp_path, format):
+    """`run --format claude-desktop|stdio`: the entry names the URL and carries the run's token
+    in its env block; an agent that starts it as a stdio server reaches the tools."""
+    agent = tmp_path / "agent.py"
+    agent.write_text(STAND_IN_AGENT)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = subprocess.run([sys.executable, "-m", "loopback", "run", "--format", format, "--",
+                          sys.executable, str(agent), "{mcp_config}", str(elsewhere)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, env=_bridge_env(None))
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["answer"]["result"]["content"] == [{"type": "text", "text": "per run"}], seen
+    assert seen["bridge_exit"] == 0 and "--url" in seen["args"]
+
+
 def test_headers_reach_the_server(bridges):
     registry = ToolRegistry()
 
@@ -827,6 +888,13 @@ def test_headers_reach_the_server(bridges):
 
 
 # -- the pure pieces ----------------------------------------------------------------------
+
+
+def test_the_bridge_and_its_http_client_load_only_for_the_stdio_verb():
+    script = ("import sys, loopback, loopback.cli; "
+              "print(sorted(m for m in ('loopback.stdio', 'http.client') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_sse_parser_follows_the_event_stream_rules():
