@@ -1,17 +1,20 @@
-"""Command line: ``python -m loopback serve | config | run``.
+"""Command line: ``python -m loopback serve | config | run | stdio``.
 
 Owns: argument parsing, loading the user's tool modules, printing connection details,
-the runtime file through which ``config`` finds a ``serve`` running elsewhere (trusted
-only when ``private.read_private`` accepts it and it names a loopback URL), ``serve``'s
-clean stop on SIGINT, SIGTERM and SIGHUP, and running one agent with a per-run grant
-through ``PreparedRun.start`` (signals passed on, exit code passed back, a failure hint
-printed).
+the runtime file through which ``config`` and ``stdio`` find a ``serve`` running
+elsewhere (trusted only when ``private.read_private`` accepts it and it names a loopback
+URL), ``serve``'s clean stop on SIGINT, SIGTERM and SIGHUP, running one agent with a
+per-run grant through ``PreparedRun.start`` (signals passed on, exit code passed back, a
+failure hint printed), and starting the stdio bridge (``loopback.stdio``, imported only by
+that verb) with the server it found.
 Must not know: HTTP or MCP details, where run files go or how an agent is started
 (``host``), which command lines take arguments (``clients``).
 
 Exit codes:
   serve, config  0 on success; 1 when the server cannot start, a tool module cannot be
                  loaded, or ``config`` finds no running ``serve``; 2 for a usage error.
+  stdio          0 when stdin ends (or on SIGINT/SIGTERM); 1 when no server is found;
+                 2 for a usage error. Failures of single requests are JSON-RPC errors.
   run            the agent's own exit code, or 128+N when a signal N ended it; before the
                  agent starts: 1 (tools, server, grant or config could not be set up),
                  2 (usage), 126 (the agent is not executable), 127 (the agent is not found).
@@ -62,6 +65,7 @@ exit codes:
   run            the agent's exit code (128+N if signal N ended it); before the agent
                  starts: 1 setup failed, 2 usage error, 126 agent not executable,
                  127 agent not found
+  stdio          0 when stdin ends; 1 no server found; 2 usage error
 """
 
 SERVE_DESCRIPTION = """\
@@ -81,6 +85,17 @@ any other is ignored with a warning.
 examples:
   python -m loopback config --format claude > mcp.json
   eval "$(python -m loopback config --format claude 2>&1 >mcp.json)"
+"""
+
+STDIO_DESCRIPTION = """\
+A stdio MCP server for clients that launch only stdio servers (Claude Desktop, some IDE
+plugins): each message on stdin goes to a running loopback server over Streamable HTTP,
+and everything the server sends comes back on stdout, one JSON-RPC message a line; logs
+go to stderr. The server is the newest running `serve` found through its runtime file
+(its URL and token), or --url URL with the token in $LOOPBACK_TOKEN. When stdin ends the
+session is deleted and the bridge exits 0.
+
+`python -m loopback config --format claude-desktop` prints the entry that starts it.
 """
 
 RUN_DESCRIPTION = """\
@@ -337,11 +352,64 @@ def _config(args: argparse.Namespace) -> int:
     served = _find_served()
     if served is None:
         raise CliError(f"no running `python -m loopback serve` found (looked in {runtime_dir()})")
-    config = _render(args.format, served.url, served.token, args.name)
+    if args.format in clients.STDIO_FORMATS:
+        # The bridge finds the serve itself each time the client starts it: no token in
+        # the file, and a restarted serve (new port, new token) is found again.
+        config = clients.render_stdio_discovery(args.format, runtime_dir=str(runtime_dir().resolve()),
+                                                name=args.name)
+    else:
+        config = _render(args.format, served.url, served.token, args.name)
     # The config alone on stdout, so that `... config --format F > FILE` writes the file.
     sys.stdout.write(config.text)
     print("\n".join(_notes(config)), file=sys.stderr)
     return 0
+
+
+# --- stdio ------------------------------------------------------------------------------
+
+
+def _stdio(args: argparse.Namespace) -> int:
+    from . import stdio
+
+    token_env = args.token_env
+    if args.url is not None:
+        url, token = args.url, os.environ.get(token_env) or None
+        if token is None:
+            _log.warning("%s is not set: the server will refuse every request", token_env)
+            hint = f": {token_env} is not set; set it to the server's token"
+        else:
+            hint = f": {token_env} does not hold this server's token"
+    else:
+        served = _find_served()
+        if served is None:
+            raise CliError(f"no running `python -m loopback serve` found (looked in {runtime_dir()}); "
+                           f"start one, or give --url URL with the token in ${token_env}")
+        url, token = served.url, served.token
+        hint = "; the serve found through its runtime file no longer takes its token (did it restart?)"
+
+        def locate() -> Optional[tuple[str, Optional[str]]]:  # a serve restarted: its new URL and token
+            found = _find_served()
+            return (found.url, found.token) if found is not None else None
+    try:
+        headers = stdio.parse_headers(args.header, os.environ, clients.header_env_name)
+        bridge = stdio.Bridge(url, token, stdin=sys.stdin.buffer, stdout=sys.stdout.buffer,
+                              headers=headers, token_hint=hint, locate=None if args.url else locate)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    _log.info("stdio bridge to %s", url)
+
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Optional[FrameType]) -> None:
+        if not stopping.is_set():  # once: a second signal must not cut the DELETE short
+            stopping.set()
+            raise KeyboardInterrupt  # ends the bridge's read of stdin; it then ends the session
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return bridge.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- run --------------------------------------------------------------------------------
@@ -471,7 +539,7 @@ def _port(text: str) -> int:
 
 
 def _formats_help() -> str:
-    return "\n".join(f"  {format:9} {clients.describe(format)}" for format in clients.FORMATS)
+    return "\n".join(f"  {format:14} {clients.describe(format)}" for format in clients.FORMATS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -542,6 +610,20 @@ def build_parser() -> argparse.ArgumentParser:
                           "directory in the runtime directory")
     run.add_argument("agent", nargs="+", metavar="AGENT [ARGS...]", help="the agent's command line, after --")
     run.set_defaults(run=_run)
+
+    bridge = verbs.add_parser(
+        "stdio", parents=[common], formatter_class=formatter,
+        help="a stdio MCP server that forwards to a running loopback server",
+        description=STDIO_DESCRIPTION, epilog=EXIT_CODES,
+    )
+    bridge.add_argument("--url", default=None,
+                        help="the server's MCP URL (default: the newest running serve, from its runtime file)")
+    bridge.add_argument("--token-env", default=clients.TOKEN_ENV, metavar="NAME",
+                        help=f"environment variable that holds the token with --url (default {clients.TOKEN_ENV})")
+    bridge.add_argument("--header", action="append", default=[], metavar="NAME[: VALUE]",
+                        help="a header to send with every request: 'Name: value', or Name alone to read the "
+                             "value from $LOOPBACK_HEADER_<NAME>; repeatable")
+    bridge.set_defaults(run=_stdio)
     return parser
 
 

@@ -269,7 +269,7 @@ def test_serve_prints_a_parseable_config_in_every_format(format):
     parsed = tomllib.loads(block) if format == "codex" else json.loads(block)
     assert f"127.0.0.1:{port}" in json.dumps(parsed)
     env = _exports(text)
-    if format in ("zed", "generic"):  # clients that expand no variables: the token is in the file
+    if format in ("zed", "generic", "claude-desktop", "stdio"):  # no variables expanded: the token is in the file
         assert token in block and env == {}
     else:
         assert token not in block and env == {"LOOPBACK_TOKEN": token}
