@@ -126,7 +126,7 @@ def npm_install(
         command = [npm, "ci" if clean else "install", "--no-audit", "--no-fund", "--loglevel=error"]
         if ignore_scripts:
             command.append("--ignore-scripts")
-        say(f"installing {source.name}'s npm packages into {target} ({' '.join(command[1:])}) ...")
+        say(f"installing the npm packages locked in {source} into {target} ({' '.join(command[1:])}) ...")
         started = time.monotonic()
         done = _run(command, target, timeout)
         if done.returncode != 0:
