@@ -6,10 +6,9 @@
 Owns: which agent CLIs are tested (``package.json`` and its committed ``package-lock.json``
 in this directory: Claude Code, Gemini CLI, Codex CLI, opencode and the MCP Inspector, plus
 Node 22 from the registry's ``node-linux-*`` package, since Claude Code and the Inspector
-need Node >= 22), where they go (``$LOOPBACK_AGENTS_CACHE``, else
-``$XDG_CACHE_HOME/loopback-agents`` or ``~/.cache/loopback-agents``, in a directory named
-after the lock file's digest, so a second run costs nothing and an edited lock installs
-afresh), the two install scripts npm would have run (Claude Code's and opencode's copy their
+need Node >= 22), where they go (``$LOOPBACK_AGENTS_CACHE``, else ``~/.cache/loopback-agents``,
+in a directory named after the lock file's digest, so a second run costs nothing and an
+edited lock installs afresh; older installs are removed), the two install scripts npm would have run (Claude Code's and opencode's copy their
 native binary into place; every other install script in the tree, node-pty's native build
 among them, is skipped), and the check that each agent answers ``--version`` with the
 version pinned here.
@@ -80,12 +79,9 @@ class Installation:
 
 
 def cache_root() -> Path:
+    # Not $XDG_CACHE_HOME: tox does not pass it on, and the suite must find what CI installed.
     explicit = os.environ.get("LOOPBACK_AGENTS_CACHE")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "loopback-agents"
+    return Path(explicit) if explicit else Path.home() / ".cache" / "loopback-agents"
 
 
 def install_dir() -> Path:
