@@ -15,7 +15,10 @@ report loopback connected with the right token and not connected with a wrong on
   Inspector    ``mcp-inspector --cli``     (``--header`` from the generic config)
 
 Further tests pin down the traps the README lists for each agent, so a new release that
-changes them shows up here. No model API is reachable and none is needed. Every agent runs
+changes them shows up here. No model API is reachable and the health checks need none; the
+two ``claude -p`` tests play the model API with a script on 127.0.0.1 (``_FakeAnthropic``:
+the outside world, not loopback) that asks for one loopback tool, and read what Claude Code
+sent back. Every agent runs
 with ``HOME`` in a fresh directory (nothing of the machine's own agent setup leaks in), with
 auto-update and telemetry off, and below a directory no other user can write (Gemini skips
 settings below a group- or world-writable directory such as /tmp). Decisions that belong to
@@ -581,3 +584,126 @@ def test_run_claude_mcp_list(agents, work):
     assert done.returncode == 0, out
     line = re.search(rf"^loopback: http://127\.0\.0\.1:{port}/mcp \(HTTP\) - (.*)$", out, re.M)
     assert line and "Connected" in line.group(1) and "Failed" not in line.group(1), out
+
+
+# -- claude -p through loopback run, against a stand-in for the model API ----------------------
+
+
+class _FakeAnthropic:
+    """The Anthropic Messages API on 127.0.0.1, played by a script: the outside world, not loopback.
+
+    While the last message holds no ``tool_result``, the "model" answers with one ``tool_use``
+    of ``tool`` (when the agent offers it) and ``arguments``; after that, with a line of text.
+    ``requests`` keeps every request body, so a test reads what the agent sent back.
+    """
+
+    def __init__(self, tool: str, arguments: dict[str, Any]) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, content_type: str, data: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._send(404, "application/json", b"{}")
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if not self.path.startswith("/v1/messages") or "count_tokens" in self.path:
+                    self._send(200, "application/json", b'{"input_tokens": 10}')
+                    return
+                fake.requests.append(body)
+                self._send(200, "text/event-stream" if body.get("stream") else "application/json",
+                           fake.answer(body))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.tool, self.arguments = tool, arguments
+        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-anthropic", daemon=True)
+
+    def answer(self, body: dict[str, Any]) -> bytes:
+        offered = {tool.get("name") for tool in body.get("tools", [])}
+        last = body.get("messages", [{}])[-1].get("content")
+        answered = isinstance(last, list) and any(part.get("type") == "tool_result" for part in last)
+        if self.tool in offered and not answered:
+            block: dict[str, Any] = {"type": "tool_use", "id": "toolu_loopback_1", "name": self.tool, "input": self.arguments}
+            stop = "tool_use"
+        else:
+            block, stop = {"type": "text", "text": "done"}, "end_turn"
+        message = {"id": "msg_loopback", "type": "message", "role": "assistant", "model": body.get("model", "fake"),
+                   "content": [block], "stop_reason": stop, "stop_sequence": None,
+                   "usage": {"input_tokens": 10, "output_tokens": 5}}
+        if not body.get("stream"):
+            return json.dumps(message).encode()
+        if block["type"] == "tool_use":
+            start, delta = dict(block, input={}), {"type": "input_json_delta", "partial_json": json.dumps(self.arguments)}
+        else:
+            start, delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": block["text"]}
+        events = [
+            ("message_start", {"type": "message_start", "message": dict(message, content=[], stop_reason=None)}),
+            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": start}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                               "usage": {"output_tokens": 5}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+
+    def tool_results(self) -> list[dict[str, Any]]:
+        return [part for body in self.requests for message in body.get("messages", [])
+                if isinstance(message.get("content"), list)
+                for part in message["content"] if part.get("type") == "tool_result"]
+
+    def __enter__(self) -> "_FakeAnthropic":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def _claude_prompt(agents: agents_install.Installation, work: Work, model: _FakeAnthropic, *agent_args: str) -> str:
+    """``loopback run -- claude AGENT_ARGS`` with the model API played by ``model``; the run's output."""
+    claude = _agent(agents, "claude")
+    env = {**_python_env(work), **_agent_env(work, agents, None),
+           "ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "sk-ant-not-a-key",
+           # All tools in the first request: no ToolSearch round trip for the script to play.
+           "ENABLE_TOOL_SEARCH": "false"}
+    done = _run_process([sys.executable, "-m", "loopback", "run", "--", claude, *agent_args],
+                        cwd=work.project, env=env)
+    assert done.returncode == 0, _output(done)
+    return _output(done)
+
+
+def test_run_claude_prompt_calls_a_loopback_tool(agents, work):
+    """``loopback run -- claude -p``: the model asks for ``mcp__loopback__echo``, Claude Code calls it."""
+    with _FakeAnthropic("mcp__loopback__echo", {"text": "hello through claude"}) as model:
+        _claude_prompt(agents, work, model, "-p", "say hello through echo")
+    offered = {tool["name"] for tool in model.requests[0]["tools"]}
+    assert {f"mcp__loopback__{name}" for name in DEMO_TOOLS} <= offered
+    (result,) = model.tool_results()
+    assert not result.get("is_error"), result
+    assert json.loads(result["content"]) == {"result": "hello through claude"}
+
+
+def test_claude_strict_config_without_allowed_tools_refuses_the_tools(agents, work):
+    """README trap: ``--strict-mcp-config`` without ``--allowedTools mcp__loopback``: ``-p`` refuses the call."""
+    with _FakeAnthropic("mcp__loopback__echo", {"text": "hello"}) as model:
+        _claude_prompt(agents, work, model, "--mcp-config", "{mcp_config}", "--strict-mcp-config", "-p", "say hello")
+    (result,) = model.tool_results()
+    assert result.get("is_error") and "haven't granted it yet" in str(result["content"]), result
