@@ -16,9 +16,9 @@ report loopback connected with the right token and not connected with a wrong on
 
 Further tests pin down the traps the README lists for each agent, so a new release that
 changes them shows up here. No model API is reachable and the health checks need none; the
-two ``claude -p`` tests play the model API with a script on 127.0.0.1 (``_FakeAnthropic``:
-the outside world, not loopback) that asks for one loopback tool, and read what Claude Code
-sent back. Every agent runs
+``claude -p`` and ``codex exec`` tests play the model API with a script on 127.0.0.1
+(``_FakeAnthropic``, ``_FakeResponses``: the outside world, not loopback) that asks for one
+loopback tool, and read what the agent sent back. Every agent runs
 with ``HOME`` in a fresh directory (nothing of the machine's own agent setup leaks in), with
 auto-update and telemetry off, and below a directory no other user can write (Gemini skips
 settings below a group- or world-writable directory such as /tmp). Decisions that belong to
@@ -167,9 +167,10 @@ def work(agents: agents_install.Installation) -> Iterator[Work]:
 # -- processes -------------------------------------------------------------------------------
 
 
-def _run_process(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run with stdin closed; on time-out kill its whole process group and fail."""
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+def _run_process(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float = TIMEOUT,
+                 stdin: Any = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+    """Run (stdin empty unless given); on time-out kill its whole process group and fail."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -589,17 +590,19 @@ def test_run_claude_mcp_list(agents, work):
 # -- claude -p through loopback run, against a stand-in for the model API ----------------------
 
 
-class _FakeAnthropic:
-    """The Anthropic Messages API on 127.0.0.1, played by a script: the outside world, not loopback.
+class _FakeModelAPI:
+    """A model API on 127.0.0.1, played by a script: the outside world, not loopback.
 
-    While the last message holds no ``tool_result``, the "model" answers with one ``tool_use``
-    of ``tool`` (when the agent offers it) and ``arguments``; after that, with a line of text.
-    ``requests`` keeps every request body, so a test reads what the agent sent back.
+    While the conversation holds no tool result, the "model" answers with one call of
+    ``tool`` with ``arguments`` (when the agent offers that tool); after that, with a line of
+    text. ``requests`` keeps every request body, so a test reads what the agent sent back.
+    Subclasses speak one vendor's wire format.
     """
 
     def __init__(self, tool: str, arguments: dict[str, Any]) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+        self.tool, self.arguments = tool, arguments
         self.requests: list[dict[str, Any]] = []
         fake = self
 
@@ -621,23 +624,44 @@ class _FakeAnthropic:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                if not self.path.startswith("/v1/messages") or "count_tokens" in self.path:
-                    self._send(200, "application/json", b'{"input_tokens": 10}')
+                answer = fake.answer(self.path, body)
+                if answer is None:
+                    self._send(404, "application/json", b"{}")
                     return
                 fake.requests.append(body)
-                self._send(200, "text/event-stream" if body.get("stream") else "application/json",
-                           fake.answer(body))
+                self._send(200, *answer)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.tool, self.arguments = tool, arguments
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-anthropic", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-model-api", daemon=True)
 
-    def answer(self, body: dict[str, Any]) -> bytes:
+    def answer(self, path: str, body: dict[str, Any]) -> Optional[tuple[str, bytes]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _sse(events: list[tuple[str, dict[str, Any]]]) -> tuple[str, bytes]:
+        return "text/event-stream", "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+
+    def __enter__(self) -> "_FakeModelAPI":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+class _FakeAnthropic(_FakeModelAPI):
+    """The Anthropic Messages API (``POST /v1/messages``, streamed or not), as Claude Code calls it."""
+
+    def answer(self, path: str, body: dict[str, Any]) -> Optional[tuple[str, bytes]]:
+        if not path.startswith("/v1/messages"):
+            return None
+        if "count_tokens" in path:
+            return "application/json", b'{"input_tokens": 10}'
         offered = {tool.get("name") for tool in body.get("tools", [])}
-        last = body.get("messages", [{}])[-1].get("content")
-        answered = isinstance(last, list) and any(part.get("type") == "tool_result" for part in last)
-        if self.tool in offered and not answered:
+        if self.tool in offered and not self.tool_results(body):
             block: dict[str, Any] = {"type": "tool_use", "id": "toolu_loopback_1", "name": self.tool, "input": self.arguments}
             stop = "tool_use"
         else:
@@ -646,12 +670,12 @@ class _FakeAnthropic:
                    "content": [block], "stop_reason": stop, "stop_sequence": None,
                    "usage": {"input_tokens": 10, "output_tokens": 5}}
         if not body.get("stream"):
-            return json.dumps(message).encode()
+            return "application/json", json.dumps(message).encode()
         if block["type"] == "tool_use":
             start, delta = dict(block, input={}), {"type": "input_json_delta", "partial_json": json.dumps(self.arguments)}
         else:
             start, delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": block["text"]}
-        events = [
+        return self._sse([
             ("message_start", {"type": "message_start", "message": dict(message, content=[], stop_reason=None)}),
             ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": start}),
             ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
@@ -659,22 +683,51 @@ class _FakeAnthropic:
             ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
                                "usage": {"output_tokens": 5}}),
             ("message_stop", {"type": "message_stop"}),
-        ]
-        return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+        ])
 
-    def tool_results(self) -> list[dict[str, Any]]:
-        return [part for body in self.requests for message in body.get("messages", [])
+    def tool_results(self, body: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+        bodies = [body] if body is not None else self.requests
+        return [part for each in bodies for message in each.get("messages", [])
                 if isinstance(message.get("content"), list)
                 for part in message["content"] if part.get("type") == "tool_result"]
 
-    def __enter__(self) -> "_FakeAnthropic":
-        self.thread.start()
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+class _FakeResponses(_FakeModelAPI):
+    """The OpenAI Responses API (``POST /v1/responses``, streamed), as Codex CLI calls it.
+
+    Codex offers an MCP server's tools as a ``namespace`` tool named ``mcp__SERVER`` whose
+    ``tools`` are the server's; a call names the tool and its namespace.
+    """
+
+    def __init__(self, namespace: str, tool: str, arguments: dict[str, Any]) -> None:
+        super().__init__(tool, arguments)
+        self.namespace = namespace
+
+    def answer(self, path: str, body: dict[str, Any]) -> Optional[tuple[str, bytes]]:
+        if not path.startswith("/v1/responses"):
+            return None
+        offered = {(tool.get("name"), inner.get("name")) for tool in body.get("tools", [])
+                   if tool.get("type") == "namespace" for inner in tool.get("tools", [])}
+        item: dict[str, Any]
+        if (self.namespace, self.tool) in offered and not self.tool_results(body):
+            item = {"type": "function_call", "id": "fc_loopback_1", "call_id": "call_loopback_1",
+                    "namespace": self.namespace, "name": self.tool, "arguments": json.dumps(self.arguments)}
+        else:
+            item = {"type": "message", "id": "msg_loopback", "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": "done", "annotations": []}]}
+        usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
+                 "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+        response = {"id": "resp_loopback", "object": "response", "status": "completed", "output": [item], "usage": usage}
+        return self._sse([
+            ("response.created", {"type": "response.created", "response": dict(response, status="in_progress", output=[])}),
+            ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0, "item": item}),
+            ("response.completed", {"type": "response.completed", "response": response}),
+        ])
+
+    def tool_results(self, body: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+        bodies = [body] if body is not None else self.requests
+        return [item for each in bodies for item in each.get("input", [])
+                if isinstance(item, dict) and item.get("type") == "function_call_output"]
 
 
 def _claude_prompt(agents: agents_install.Installation, work: Work, model: _FakeAnthropic, *agent_args: str) -> str:
@@ -707,3 +760,74 @@ def test_claude_strict_config_without_allowed_tools_refuses_the_tools(agents, wo
         _claude_prompt(agents, work, model, "--mcp-config", "{mcp_config}", "--strict-mcp-config", "-p", "say hello")
     (result,) = model.tool_results()
     assert result.get("is_error") and "haven't granted it yet" in str(result["content"]), result
+
+
+# -- codex exec through loopback run, against a stand-in for the model API ---------------------
+
+BUMP_TOOLS = '''\
+import loopback
+
+
+@loopback.tool
+def bump(n: int) -> int:
+    """Add one (not marked read-only: Codex asks before calling it unless told not to)."""
+    return n + 1
+'''
+
+
+def _codex_exec(agents: agents_install.Installation, work: Work, model: _FakeResponses, *run_args: str,
+                stdin: Any = subprocess.DEVNULL, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """``loopback run --tools bump.py RUN_ARGS -- codex exec ...`` with Codex's model provider played by ``model``."""
+    codex = _agent(agents, "codex")
+    tools = work.root / "bump.py"
+    tools.write_text(BUMP_TOOLS)
+    (work.home / ".codex").mkdir(exist_ok=True)
+    (work.home / ".codex" / "config.toml").write_text(
+        'model = "gpt-5.1"\nmodel_provider = "stand-in"\n\n[model_providers.stand-in]\nname = "stand-in"\n'
+        f'base_url = "{model.url}/v1"\nwire_api = "responses"\nenv_key = "STAND_IN_API_KEY"\n')
+    env = {**_python_env(work), **_agent_env(work, agents, None), "STAND_IN_API_KEY": "not-a-key"}
+    return _run_process([sys.executable, "-m", "loopback", "run", "--tools", str(tools), *run_args, "--",
+                         codex, "exec", "--skip-git-repo-check", "bump 1"],
+                        cwd=work.project, env=env, stdin=stdin, timeout=timeout)
+
+
+def test_run_codex_exec_calls_a_loopback_tool(agents, work):
+    """``loopback run -- codex exec``: the model asks for ``bump``, Codex calls it unattended
+    (``default_tools_approval_mode = "approve"``; bump is not marked read-only)."""
+    with _FakeResponses("mcp__loopback", "bump", {"n": 1}) as model:
+        done = _codex_exec(agents, work, model)
+    assert done.returncode == 0, _output(done)
+    (result,) = model.tool_results()
+    assert result["output"].endswith('{"result":2}'), result
+
+
+def test_run_codex_exec_with_stdin_left_open(agents, work):
+    """``loopback run -- codex exec`` from a host that leaves standard input open (a pipe no one
+    writes to): Codex would wait for its end ("Reading additional input from stdin..."), so
+    ``run`` must give it none."""
+    read_end, write_end = os.pipe()
+    try:
+        with _FakeResponses("mcp__loopback", "bump", {"n": 1}) as model:
+            done = _codex_exec(agents, work, model, stdin=read_end, timeout=30)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert done.returncode == 0, _output(done)
+    (result,) = model.tool_results()
+    assert result["output"].endswith('{"result":2}'), result
+
+
+def test_codex_without_tool_approval_refuses_the_call(agents, work):
+    """README trap: without ``default_tools_approval_mode = "approve"`` (overridden here after
+    the run's own arguments) ``codex exec`` refuses a tool not marked read-only."""
+    codex = _agent(agents, "codex")
+    with _FakeResponses("mcp__loopback", "bump", {"n": 1}) as model:
+        _codex_exec(agents, work, model)  # writes the files; the call below is the one that counts
+        model.requests.clear()
+        env = {**_python_env(work), **_agent_env(work, agents, None), "STAND_IN_API_KEY": "not-a-key"}
+        done = _run_process([sys.executable, "-m", "loopback", "run", "--tools", str(work.root / "bump.py"), "--",
+                             codex, "{mcp_args}", "-c", 'mcp_servers.loopback.default_tools_approval_mode="prompt"',
+                             "exec", "--skip-git-repo-check", "bump 1"], cwd=work.project, env=env)
+    assert done.returncode == 0, _output(done)
+    (result,) = model.tool_results()
+    assert "requires approval, but approval policy is never" in json.dumps(result), result
