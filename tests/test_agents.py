@@ -169,14 +169,21 @@ def work(agents: agents_install.Installation) -> Iterator[Work]:
 
 def _run_process(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float = TIMEOUT,
                  stdin: Any = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
-    """Run (stdin empty unless given); on time-out kill its whole process group and fail."""
+    """Run (stdin empty unless given); on time-out end its whole process group and fail.
+
+    SIGTERM first, so that a ``loopback run`` removes its config and token, then SIGKILL.
+    """
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=10)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=10)
         pytest.fail(f"{' '.join(command)} did not finish in {timeout:.0f} s:\n{out[-2000:]}\n{err[-2000:]}")
     finally:
         if proc.poll() is None:
@@ -808,7 +815,7 @@ def test_run_codex_exec_with_stdin_left_open(agents, work):
     read_end, write_end = os.pipe()
     try:
         with _FakeResponses("mcp__loopback", "bump", {"n": 1}) as model:
-            done = _codex_exec(agents, work, model, stdin=read_end, timeout=30)
+            done = _codex_exec(agents, work, model, stdin=read_end, timeout=20)
     finally:
         os.close(read_end)
         os.close(write_end)
