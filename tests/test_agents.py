@@ -574,6 +574,16 @@ def test_run_gemini_mcp_list(agents, work):
     assert re.search(r"^✓ loopback: http://127\.0\.0\.1:\d+/mcp \(http\) - Connected$", out, re.M), out
 
 
+def test_run_opencode_mcp_list(agents, work):
+    """``loopback run -- opencode mcp list``: the config reaches opencode through ``OPENCODE_CONFIG``."""
+    opencode = _agent(agents, "opencode")
+    env = {**_python_env(work), **_agent_env(work, agents, None)}
+    done = _run_process([sys.executable, "-m", "loopback", "run", "--", opencode, "mcp", "list"], cwd=work.project, env=env)
+    out = _output(done)
+    assert done.returncode == 0, out
+    assert _opencode_entries(out) == {"loopback": "✓ connected"}, out
+
+
 def test_run_claude_mcp_list(agents, work):
     """``loopback run --port P -- claude mcp list`` in a project whose ``.mcp.json`` names port P.
 
