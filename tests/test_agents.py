@@ -18,12 +18,14 @@ Further tests pin down the traps the README lists for each agent, so a new relea
 changes them shows up here. No model API is reachable and the health checks need none; the
 ``claude -p`` and ``codex exec`` tests play the model API with a script on 127.0.0.1
 (``_FakeAnthropic``, ``_FakeResponses``: the outside world, not loopback) that asks for one
-loopback tool, and read what the agent sent back. Every agent runs
-with ``HOME`` in a fresh directory (nothing of the machine's own agent setup leaks in), with
-auto-update and telemetry off, and below a directory no other user can write (Gemini skips
-settings below a group- or world-writable directory such as /tmp). Decisions that belong to
-the user (trusting the folder for Gemini, approving the project's server for Claude Code) are
-made explicitly by each test.
+loopback tool, and read what the agent sent back. The ``test_run_*`` tests go through
+``python -m loopback run -- AGENT ...`` with the default TMPDIR, as a user runs it.
+
+Every agent runs with ``HOME`` in a fresh directory (nothing of the machine's own agent setup
+leaks in), with auto-update and telemetry off, and below a directory no other user can write
+(Gemini skips settings below a group- or world-writable directory such as /tmp). Decisions
+that belong to the user (trusting the folder for Gemini, approving the project's server for
+Claude Code) are made explicitly by each test.
 
 Without ``CI`` set, the tests skip when the agents are not installed (run
 ``python tests/agents/install.py``); under ``CI=true`` they install them, and a missing agent
