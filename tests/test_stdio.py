@@ -762,7 +762,7 @@ def test_2026_07_28_param_headers_are_mirrored_for_annotated_arguments(bridges):
 
 @pytest.mark.parametrize("arguments", SQL_CALLS)
 def test_param_headers_satisfy_the_servers_check(arguments):
-    from loopback.revision_2026 import check_param_headers
+    from loopback.eras import check_param_headers
     from loopback.stdio import param_headers
 
     headers = param_headers(SQL_SCHEMA, arguments)
@@ -918,7 +918,7 @@ def test_sse_parser_follows_the_event_stream_rules():
     ("=?base64?abc?=", "=?base64?PT9iYXNlNjQ/YWJjPz0=?="),
 ])
 def test_mirrored_header_values(text, expected):
-    from loopback.revision_2026 import decode_header_value
+    from loopback.eras import decode_header_value
 
     assert header_value(text) == expected
     assert decode_header_value(expected.strip()) == text  # what the server reads back
