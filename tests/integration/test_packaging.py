@@ -9,7 +9,7 @@ from pathlib import Path
 
 import loopback
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "loopback"
 
 

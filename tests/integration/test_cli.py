@@ -22,7 +22,7 @@ import pytest
 from conftest import Client, port_accepts
 from loopback.clients import FORMATS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HAS_SDK = importlib.util.find_spec("mcp") is not None
 TARGETS = ("p50_vs_floor", "throughput_vs_floor", "throughput_vs_sdk", "p50_vs_sdk", "import_vs_sdk",
            "idle_rss_vs_floor", "cold_ensure", "warm_ensure_lock_free", "errors", "foundation")
