@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, Union
 
-from . import admission, eras, http11, jsonrpc, protocol, streams, workers
+from . import admission, eras, http11, jsonrpc, protocol, streams, tasks, workers
 from .admission import SESSION_HEADER, Admission, Preflight
 from .auth import Grant, TokenStore
 from .context import ClientState, RequestContext, RequestState
@@ -75,6 +75,9 @@ class Endpoint:
         self._states_lock = threading.Lock()
         self._date: tuple[int, str] = (-1, "")
         self.runner = workers.deadline_runner(settings.tool_timeout) if settings.tool_timeout is not None else None
+        self.task_pool = workers.TaskPool(settings.task_workers, f"loopback-task:{port}")
+        self.tasks = tasks.TaskManager(settings, self.task_pool.submit)
+        self.tasks.on_status = _task_status
         if tokens is not None:
             tokens.on_end(self.end_principal)
 
@@ -394,6 +397,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             session_id=session.id if session is not None else None,
             notify=channel.notify if channel is not None else None,
             close_stream=channel.close if channel is not None else None, runner=endpoint.runner,
+            tasks=endpoint.tasks,
         )
         watched = plan.cancellable and endpoint.watcher.watch(
             self.sock, _canceller(state, plan.request_id))
@@ -433,6 +437,13 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         else:
             self.send(200, b"event: message\ndata: " + encoded + b"\n\n", "text/event-stream",
                       (("Cache-Control", "no-cache"), *headers))
+
+
+def _task_status(task: tasks.Task) -> None:
+    """2025-11-25: ``notifications/tasks/status`` on the creating session's standalone stream, if open."""
+    send = task.state.standalone
+    if send is not None and not task.modern:
+        send(jsonrpc.notification("notifications/tasks/status", task.fields()))
 
 
 def _canceller(state: ClientState, request_id: Any) -> Callable[[], None]:

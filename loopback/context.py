@@ -181,7 +181,7 @@ class RequestContext:
     """What the shell knows about one HTTP request, as plain data."""
 
     __slots__ = ("registry", "settings", "protocol_version_header", "headers", "server_version", "grant",
-                 "session", "session_id", "notify", "close_stream", "runner")
+                 "session", "session_id", "notify", "close_stream", "runner", "tasks")
 
     def __init__(
         self,
@@ -196,6 +196,7 @@ class RequestContext:
         notify: Optional[Notify] = None,
         close_stream: Optional[Callable[[], None]] = None,
         runner: Optional[Callable[[Callable[[], Any], "Context"], Any]] = None,
+        tasks: Any = None,
     ) -> None:
         self.registry = registry
         self.settings = settings if settings is not None else Settings()
@@ -208,6 +209,7 @@ class RequestContext:
         self.notify = notify  # sends a notification to the client; None: no stream open
         self.close_stream = close_stream  # ends the call's SSE response early (polling)
         self.runner = runner  # runs host functions (tools.Runner); None: on this thread, no deadline
+        self.tasks = tasks  # the server's tasks.TaskManager; None: no tasks
 
     def replace(self, **changes: Any) -> "RequestContext":
         """A copy with some fields changed."""
@@ -253,7 +255,8 @@ class Context:
     """
 
     __slots__ = ("headers", "scope", "session_id", "request_id", "tool_name",
-                 "_progress_token", "_notify", "_session", "_cancelled", "_request_timeout", "_close_stream")
+                 "_progress_token", "_notify", "_session", "_cancelled", "_request_timeout", "_close_stream",
+                 "_input")
 
     def __init__(
         self,
@@ -280,6 +283,12 @@ class Context:
         self._cancelled = False
         self._request_timeout = request_timeout
         self._close_stream = close_stream
+        self._input: Optional[tuple[dict[str, Any], Optional[str]]] = None
+
+    def set_input(self, responses: Mapping[str, Any], state: Optional[str]) -> None:
+        """The answers (and state) the next run of the function sees: input gathered over
+        the call's stream for a client of the handshake era (``tools.carry_out``)."""
+        self._input = (dict(responses), state)
 
     def cancel(self) -> None:
         """Mark this call cancelled: the client cancelled it, it timed out, or its session ended."""
@@ -293,11 +302,15 @@ class Context:
     @property
     def input_responses(self) -> dict[str, Any]:
         """The client's answers to this call's input requests (a 2026-07-28 retry), by key; else {}."""
+        if self._input is not None:
+            return self._input[0]
         return getattr(self._session, "input_responses", None) or {}
 
     @property
     def request_state(self) -> Optional[str]:
         """The ``state`` of the ``InputRequired`` this call returned last round (verified); else None."""
+        if self._input is not None:
+            return self._input[1]
         return getattr(self._session, "request_state", None)
 
     @property

@@ -73,7 +73,8 @@ CACHEABLE_METHODS = frozenset({
     "resources/read",
 })
 # Method -> the params field its Mcp-Name header mirrors.
-NAME_BEARING_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+NAME_BEARING_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+                        "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
 _ROUTING_HEADERS = ("MCP-Protocol-Version", "Mcp-Method", "Mcp-Name")
 X_MCP_HEADER = "x-mcp-header"  # a tool parameter mirrored into an Mcp-Param-{Name} header
 # ttlMs 0: tools may be (un)registered at any time. private: what a caller sees depends on its token.

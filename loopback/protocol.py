@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping, Optional
 
-from . import completions, eras, jsonrpc, prompts, resources
+from . import completions, eras, jsonrpc, prompts, resources, tasks
 from .catalog import page
 from .context import LOG_LEVELS, RequestContext
 from .eras import BATCH_VERSIONS, HEADERLESS_VERSION, LATEST_VERSION, SUPPORTED_VERSIONS
@@ -33,8 +33,9 @@ _log = logging.getLogger("loopback")
 Handler = Callable[[Mapping[str, Any], RequestContext, Any], Any]
 
 # Methods of the handshake era that 2026-07-28 removed: -32601 (HTTP 404) in that era.
-HANDSHAKE_ONLY = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
-MODERN_ONLY = frozenset({"server/discover"})
+HANDSHAKE_ONLY = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe",
+                            *tasks.HANDSHAKE_ONLY})
+MODERN_ONLY = frozenset({"server/discover", *tasks.MODERN_ONLY})
 
 
 class Plan:
@@ -181,6 +182,7 @@ def capabilities() -> dict[str, Any]:
         "prompts": {"listChanged": True},
         "completions": {},
         "logging": {},
+        "tasks": tasks.capabilities(),
     }
 
 
@@ -189,6 +191,9 @@ def _discover(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -
         "supportedVersions": eras.supported_versions(),
         "capabilities": eras.modern_capabilities(capabilities()),
     }
+    offered = result["capabilities"]
+    offered.pop("tasks", None)  # 2026-07-28: tasks are an extension
+    offered["extensions"] = {**offered.get("extensions", {}), tasks.TASKS_EXTENSION: {}}
     if ctx.settings.instructions:
         result["instructions"] = ctx.settings.instructions
     return result
@@ -238,15 +243,25 @@ def _tools_call(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
         if mismatch is not None:
             raise mismatch
     context = ctx.context_for(name, request_id, params)
+    hook = ctx.registry.before_call_hook
+    if not tool.on_request and tasks.wants_task(tool, params, ctx):  # the whole call runs as a task
+        return tasks.create_for_call(tool, params, ctx, context,
+                                     lambda task_context: tool.call(arguments, task_context, before_call=hook))
     in_flight = ctx.session.in_flight
     in_flight[request_id] = context
     try:
-        result: dict[str, Any] = tool.call(arguments, context, before_call=ctx.registry.before_call_hook,
-                                           runner=ctx.runner)
-        return result
+        result: dict[str, Any] = tool.call(arguments, context, before_call=hook, runner=ctx.runner)
     finally:
         if in_flight.get(request_id) is context:
             del in_flight[request_id]
+    work = result.get(tasks.BACKGROUND)
+    if work is None:
+        return result
+    # The function ran on the request and hands its long part over: a task when the client takes one.
+    if tasks.wants_task(tool, params, ctx):
+        return tasks.create_for_call(tool, params, ctx, context,
+                                     lambda task_context: tool.outcome(work, task_context))
+    return tool.outcome(work, context, ctx.runner)
 
 
 METHODS: dict[str, Handler] = {
@@ -259,4 +274,5 @@ METHODS: dict[str, Handler] = {
     **resources.HANDLERS,
     **prompts.HANDLERS,
     **completions.HANDLERS,
+    **tasks.HANDLERS,
 }

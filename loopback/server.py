@@ -493,10 +493,13 @@ class LoopbackServer:
             # threads and waiting tools return before the connections are joined; the
             # streams of calls still running stay open until they answer.
             endpoint = self._httpd.endpoint
+            endpoint.tasks.close()  # running tasks see ctx.cancelled; waiting tasks/result calls return
             endpoint.sessions.close()
             for state in endpoint.states():
                 state.end("the server closed", cancel=False)
             self._httpd.end_connections(self.settings.close_timeout)
+            if not endpoint.task_pool.close(self.settings.close_timeout):
+                _log.warning("a task ignored its cancellation: its thread is left running")
             endpoint.watcher.close()
             self._closed.set()
         finally:
