@@ -166,7 +166,7 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     session.protocol_version = version
     result: dict[str, Any] = {
         "protocolVersion": version,
-        "capabilities": capabilities(),
+        "capabilities": capabilities(ctx.tasks is not None),
         "serverInfo": {"name": ctx.settings.server_name, "version": ctx.server_version},
     }
     if ctx.settings.instructions:
@@ -174,16 +174,18 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     return result
 
 
-def capabilities() -> dict[str, Any]:
+def capabilities(with_tasks: bool = False) -> dict[str, Any]:
     """What this server offers (at initialize; ``server/discover`` in 2026-07-28 form)."""
-    return {
+    offered = {
         "tools": {"listChanged": True},
         "resources": {"subscribe": True, "listChanged": True},
         "prompts": {"listChanged": True},
         "completions": {},
         "logging": {},
-        "tasks": tasks.capabilities(),
     }
+    if with_tasks:
+        offered["tasks"] = tasks.capabilities()
+    return offered
 
 
 def _discover(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
@@ -191,9 +193,9 @@ def _discover(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -
         "supportedVersions": eras.supported_versions(),
         "capabilities": eras.modern_capabilities(capabilities()),
     }
-    offered = result["capabilities"]
-    offered.pop("tasks", None)  # 2026-07-28: tasks are an extension
-    offered["extensions"] = {**offered.get("extensions", {}), tasks.TASKS_EXTENSION: {}}
+    if ctx.tasks is not None:  # 2026-07-28: tasks are an extension
+        offered = result["capabilities"]
+        offered["extensions"] = {**offered.get("extensions", {}), tasks.TASKS_EXTENSION: {}}
     if ctx.settings.instructions:
         result["instructions"] = ctx.settings.instructions
     return result
@@ -261,7 +263,8 @@ def _tools_call(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     if tasks.wants_task(tool, params, ctx):
         return tasks.create_for_call(tool, params, ctx, context,
                                      lambda task_context: tool.outcome(work, task_context))
-    return tool.outcome(work, context, ctx.runner)
+    finished: dict[str, Any] = tool.outcome(work, context, ctx.runner)
+    return finished
 
 
 METHODS: dict[str, Handler] = {
