@@ -98,6 +98,7 @@ class Endpoint:
     def end_principal(self, grant: Grant) -> None:
         """A grant ended (revoked or expired): its sessions, streams and waiting requests end."""
         self.sessions.remove_principal(grant)
+        self.tasks.end_owner(grant)
         with self._states_lock:
             state = self._states.pop(grant, None)
         if state is not None:

@@ -195,7 +195,7 @@ class TaskManager:
         task is still running the call is refused (-32603, "too many tasks").
         """
         settings = self.settings
-        ttl = settings.task_ttl if ttl is None else max(1.0, min(ttl, settings.task_ttl))
+        ttl = settings.task_ttl if ttl is None else min(ttl, settings.task_ttl)
         now = self._clock()
         with self._lock:
             if self.closed:
@@ -283,6 +283,16 @@ class TaskManager:
         if moved:
             task.context.cancel()
         return moved
+
+    def end_owner(self, owner: Any) -> None:
+        """A grant ended (revoked, expired): its tasks are cancelled and forgotten."""
+        with self._lock:
+            mine = [task for task in self._tasks.values() if task.owner is owner]
+        for task in mine:
+            self.cancel(task)
+            with self._lock:
+                if task.id in self._tasks:
+                    self._drop(task)
 
     def close(self) -> None:
         """Cancel every running task; the shell then stops its pool."""
