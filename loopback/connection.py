@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, Union
 
-from . import admission, eras, http11, jsonrpc, protocol, streams, tasks, workers
+from . import admission, eras, http11, jsonrpc, protocol, streams, subscriptions, tasks, workers
 from .admission import SESSION_HEADER, Admission, Preflight
 from .auth import Grant, TokenStore
 from .context import ClientState, RequestContext, RequestState
@@ -77,7 +77,8 @@ class Endpoint:
         self.runner = workers.deadline_runner(settings.tool_timeout) if settings.tool_timeout is not None else None
         self.task_pool = workers.TaskPool(settings.task_workers, f"loopback-task:{port}")
         self.tasks = tasks.TaskManager(settings, self.task_pool.submit)
-        self.tasks.on_status = _task_status
+        self.listeners = subscriptions.Listeners()  # open subscriptions/listen requests (2026-07-28)
+        self.tasks.on_status = self._task_status
         if tokens is not None:
             tokens.on_end(self.end_principal)
 
@@ -113,11 +114,23 @@ class Endpoint:
             self._date = (now, text)  # one tuple: never a half-updated pair
         return text
 
+    def _task_status(self, task: tasks.Task) -> None:
+        """A task's new status: ``notifications/tasks/status`` on the creating session's
+        standalone stream (2025-11-25), ``notifications/tasks`` on the owner's
+        ``subscriptions/listen`` streams that named it (2026-07-28)."""
+        if task.modern:
+            self.listeners.deliver_task(task.owner, task.id, task.detailed())
+            return
+        send = task.state.standalone
+        if send is not None:
+            send(jsonrpc.notification("notifications/tasks/status", task.fields()))
+
     def broadcast(self, method: str, params: Optional[dict[str, Any]] = None, *, uri: Optional[str] = None) -> int:
         """Send a notification on every session's standalone stream (only the sessions
-        subscribed to ``uri`` when given); returns how many took it."""
+        subscribed to ``uri`` when given) and on every ``subscriptions/listen`` stream that
+        asked for it; returns how many took it."""
         message = jsonrpc.notification(method, params)
-        sent = 0
+        sent = self.listeners.deliver(method, params)
         for session in self.sessions.sessions():
             if uri is not None and uri not in session.state.subscriptions:
                 continue
@@ -398,7 +411,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             session_id=session.id if session is not None else None,
             notify=channel.notify if channel is not None else None,
             close_stream=channel.close if channel is not None else None, runner=endpoint.runner,
-            tasks=endpoint.tasks,
+            tasks=endpoint.tasks, listeners=endpoint.listeners,
         )
         watched = plan.cancellable and endpoint.watcher.watch(
             self.sock, _canceller(state, plan.request_id))
@@ -438,13 +451,6 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         else:
             self.send(200, b"event: message\ndata: " + encoded + b"\n\n", "text/event-stream",
                       (("Cache-Control", "no-cache"), *headers))
-
-
-def _task_status(task: tasks.Task) -> None:
-    """2025-11-25: ``notifications/tasks/status`` on the creating session's standalone stream, if open."""
-    send = task.state.standalone
-    if send is not None and not task.modern:
-        send(jsonrpc.notification("notifications/tasks/status", task.fields()))
 
 
 def _canceller(state: ClientState, request_id: Any) -> Callable[[], None]:

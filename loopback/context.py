@@ -181,7 +181,7 @@ class RequestContext:
     """What the shell knows about one HTTP request, as plain data."""
 
     __slots__ = ("registry", "settings", "protocol_version_header", "headers", "server_version", "grant",
-                 "session", "session_id", "notify", "close_stream", "runner", "tasks")
+                 "session", "session_id", "notify", "close_stream", "runner", "tasks", "listeners")
 
     def __init__(
         self,
@@ -197,6 +197,7 @@ class RequestContext:
         close_stream: Optional[Callable[[], None]] = None,
         runner: Optional[Callable[[Callable[[], Any], "Context"], Any]] = None,
         tasks: Any = None,
+        listeners: Any = None,
     ) -> None:
         self.registry = registry
         self.settings = settings if settings is not None else Settings()
@@ -210,6 +211,7 @@ class RequestContext:
         self.close_stream = close_stream  # ends the call's SSE response early (polling)
         self.runner = runner  # runs host functions (tools.Runner); None: on this thread, no deadline
         self.tasks = tasks  # the server's tasks.TaskManager; None: no tasks
+        self.listeners = listeners  # the server's subscriptions.Listeners (subscriptions/listen)
 
     def replace(self, **changes: Any) -> "RequestContext":
         """A copy with some fields changed."""

@@ -344,11 +344,9 @@ def server_info(ctx: RequestContext) -> dict[str, Any]:
 
 
 def modern_capabilities(offered: Mapping[str, Any]) -> dict[str, Any]:
-    """What this server offers a 2026-07-28 client: the handshake era's capabilities, less
-    what this era would deliver on ``subscriptions/listen`` (not implemented)."""
-    return {name: ({k: v for k, v in value.items() if k not in ("listChanged", "subscribe")}
-                   if isinstance(value, dict) else value)
-            for name, value in offered.items()}
+    """What this server offers a 2026-07-28 client: the handshake era's capabilities (their
+    ``listChanged`` and ``subscribe`` notifications come on ``subscriptions/listen``)."""
+    return {name: (dict(value) if isinstance(value, dict) else value) for name, value in offered.items()}
 
 
 def decorate(method: str, result: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:

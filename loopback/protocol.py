@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping, Optional
 
-from . import completions, eras, jsonrpc, prompts, resources, tasks
+from . import completions, eras, jsonrpc, prompts, resources, subscriptions, tasks
 from .catalog import page
 from .context import LOG_LEVELS, RequestContext
 from .eras import BATCH_VERSIONS, HEADERLESS_VERSION, LATEST_VERSION, SUPPORTED_VERSIONS
@@ -35,7 +35,10 @@ Handler = Callable[[Mapping[str, Any], RequestContext, Any], Any]
 # Methods of the handshake era that 2026-07-28 removed: -32601 (HTTP 404) in that era.
 HANDSHAKE_ONLY = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe",
                             *tasks.HANDSHAKE_ONLY})
-MODERN_ONLY = frozenset({"server/discover", *tasks.MODERN_ONLY})
+MODERN_ONLY = frozenset({"server/discover", *tasks.MODERN_ONLY, *subscriptions.MODERN_ONLY})
+# Requests that may send messages before their answer (an SSE response), and that the client
+# leaving cancels in 2026-07-28.
+_STREAMING = frozenset({"tools/call", "subscriptions/listen"})
 
 
 class Plan:
@@ -58,7 +61,7 @@ def plan(payload: Any, protocol_version_header: Optional[str]) -> Plan:
     method = payload.get("method") if isinstance(payload, dict) else None
     request_id = payload.get("id") if isinstance(payload, dict) else None
     has_id = request_id is not None
-    call = has_id and method == "tools/call"
+    call = has_id and method in _STREAMING
     return Plan(modern, not modern and has_id and method == "initialize", call, modern and call, request_id)
 
 
@@ -278,4 +281,5 @@ METHODS: dict[str, Handler] = {
     **prompts.HANDLERS,
     **completions.HANDLERS,
     **tasks.HANDLERS,
+    **subscriptions.HANDLERS,
 }

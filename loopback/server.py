@@ -441,10 +441,9 @@ class LoopbackServer:
         return self
 
     def _subscribe(self) -> None:
-        """Tell clients (their GET streams) when tools, resources or prompts change."""
+        """Tell clients (their GET streams, and 2026-07-28 ``subscriptions/listen`` streams,
+        which need no session) when tools, resources or prompts change."""
         httpd = self._httpd
-        if self.settings.stateless:
-            return  # no session, no standalone stream to tell
 
         def changed(method: str) -> Callable[[], None]:
             def listener() -> None:
@@ -494,6 +493,7 @@ class LoopbackServer:
             # streams of calls still running stay open until they answer.
             endpoint = self._httpd.endpoint
             endpoint.tasks.close()  # running tasks see ctx.cancelled; waiting tasks/result calls return
+            endpoint.listeners.close()  # subscriptions/listen requests answer their result and end
             endpoint.sessions.close()
             for state in endpoint.states():
                 state.end("the server closed", cancel=False)

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "loopback"
 CORE = {
     "errors", "settings", "auth", "http11", "admission", "jsonrpc", "eras", "protocol", "context",
     "catalog", "content", "schema", "tools", "resources", "prompts", "completions", "clients", "tasks",
+    "subscriptions",
 }
 # The shell: sockets, selectors, threads, processes, files, process-wide state.
 SHELL = {"connection", "streams", "sessions", "workers", "server", "lifecycle", "host", "cli", "demo", "private",
