@@ -83,6 +83,10 @@ class ToolHeaders(Mapping[str, str]):
         return f"ToolHeaders({dict(self)!r})"
 
 
+# The capability a client must have declared for each kind of input request.
+_INPUT_CAPABILITIES = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
+
+
 class ClientState:
     """What one client is owed or has promised: its log level, its calls in flight,
     its resource subscriptions, what it declared, and the server's requests waiting
@@ -220,8 +224,8 @@ class RequestContext:
         return RequestContext(**fields)
 
     def context_for(self, name: str, request_id: Any, params: Mapping[str, Any]) -> "Context":
-        """The ``Context`` a function serving this request receives (a tool, or a prompt
-        declaring one: ``tool_name`` then holds the prompt's name)."""
+        """The ``Context`` a function serving this request receives (a tool, a prompt or a
+        resource: ``tool_name`` then holds the prompt's or resource's name)."""
         meta = params.get("_meta")
         return Context(
             headers=ToolHeaders(self.headers, self.grant.headers if self.grant is not None else None),
@@ -291,6 +295,28 @@ class Context:
         """The answers (and state) the next run of the function sees: input gathered over
         the call's stream for a client of the handshake era (``tools.carry_out``)."""
         self._input = (dict(responses), state)
+
+    def carry_out(self, requests: Mapping[str, Mapping[str, Any]], state: Optional[str]) -> Optional[str]:
+        """Ask the client, over this call's stream, what an ``InputRequired`` asks (a client
+        of the handshake era, which takes server-to-client requests): each request not
+        answered yet is sent with ``request``; the answers, keyed as the function keyed
+        them, are what the next run sees (``input_responses``). Returns why it could not
+        be done, or None."""
+        answers = dict(self.input_responses)
+        for key, request in requests.items():
+            if key in answers:
+                continue
+            try:
+                capability = _INPUT_CAPABILITIES.get(str(request.get("method")))
+                if capability is not None:
+                    self._require(capability, str(request["method"]))
+                answers[key] = self.request(str(request["method"]), request.get("params"))
+            except ClientRequestError as exc:
+                return str(exc)
+            if self._cancelled:
+                return "the call was cancelled"
+        self.set_input(answers, state)
+        return None
 
     def cancel(self) -> None:
         """Mark this call cancelled: the client cancelled it, it timed out, or its session ended."""

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
 from .errors import CallTimeout, LoopbackError
 from .jsonrpc import JsonRpcError
 from .content import CONTENT_TYPES, InputRequired, error_result, to_call_result
-from .context import ClientRequestError, Context
+from .context import Context
 from .prompts import PromptRegistry
 from .catalog import Entries
 from .resources import ResourceRegistry
@@ -186,7 +186,7 @@ class Tool:
                 break
             if context.accepts_input_required:
                 return value.to_result()  # eras.after checks and seals it; the client retries
-            refusal = carry_out(value, context)
+            refusal = context.carry_out(value.requests, value.state)
             if refusal is not None:
                 return error_result(f"Tool {self.name!r} needs input the client did not give: {refusal}")
         else:
@@ -199,26 +199,6 @@ class Tool:
                 _log.warning("tool %r returned a value that does not match its output schema: %s", self.name, exc)
                 return error_result(f"Tool {self.name!r} returned a value that does not match its declared return type: {exc}")
         return result
-
-
-def carry_out(required: InputRequired, context: Context) -> Optional[str]:
-    """Ask the client, over the call's stream, what ``required`` asks (handshake era).
-
-    The answers land in ``context``'s input responses for the next run, keyed as the
-    function keyed them. Returns why it could not be done, or None.
-    """
-    answers = dict(context.input_responses)
-    for key, request in required.requests.items():
-        if key in answers:
-            continue
-        try:
-            answers[key] = context.request(request["method"], request.get("params"))
-        except ClientRequestError as exc:
-            return str(exc)
-        if context.cancelled:
-            return "the call was cancelled"
-    context.set_input(answers, required.state)
-    return None
 
 
 class ToolRegistry:
