@@ -262,7 +262,7 @@ class Context:
 
     __slots__ = ("headers", "scope", "session_id", "request_id", "tool_name",
                  "_progress_token", "_notify", "_session", "_cancelled", "_request_timeout", "_close_stream",
-                 "_input")
+                 "_input", "_defers_input")
 
     def __init__(
         self,
@@ -290,6 +290,23 @@ class Context:
         self._request_timeout = request_timeout
         self._close_stream = close_stream
         self._input: Optional[tuple[dict[str, Any], Optional[str]]] = None
+        self._defers_input = False  # a task's call: its InputRequired goes to the task (``tasks``)
+
+    def defer_input(self) -> None:
+        """Let this call answer with ``InputRequired`` whatever the era: it runs as a task,
+        whose manager gets the input its era's way."""
+        self._defers_input = True
+
+    @property
+    def has_stream(self) -> bool:
+        """Whether a message to the client has a way to go now (this call's stream, or the
+        session's standalone stream)."""
+        return self._notify is not None or getattr(self._session, "standalone", None) is not None
+
+    def use_stream(self, notify: Optional[Notify]) -> None:
+        """Send this call's messages (progress, logs, requests to the client) with ``notify``
+        from now on: a task's, while a ``tasks/result`` request waits on it."""
+        self._notify = notify
 
     def set_input(self, responses: Mapping[str, Any], state: Optional[str]) -> None:
         """The answers (and state) the next run of the function sees: input gathered over
@@ -324,8 +341,9 @@ class Context:
 
     @property
     def accepts_input_required(self) -> bool:
-        """Whether the call may answer with ``loopback.InputRequired`` (a 2026-07-28 request)."""
-        return self._session is not None and self._session.modern
+        """Whether the call may answer with ``loopback.InputRequired`` (a 2026-07-28 request,
+        or a task's call)."""
+        return self._defers_input or (self._session is not None and self._session.modern)
 
     @property
     def input_responses(self) -> dict[str, Any]:

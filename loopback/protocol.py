@@ -38,7 +38,7 @@ HANDSHAKE_ONLY = frozenset({"initialize", "ping", "logging/setLevel", "resources
 MODERN_ONLY = frozenset({"server/discover", *tasks.MODERN_ONLY, *subscriptions.MODERN_ONLY})
 # Requests that may send messages before their answer (an SSE response), and that the client
 # leaving cancels in 2026-07-28.
-_STREAMING = frozenset({"tools/call", "subscriptions/listen", "prompts/get", "resources/read"})
+_STREAMING = frozenset({"tools/call", "subscriptions/listen", "prompts/get", "resources/read", "tasks/result"})
 
 
 class Plan:

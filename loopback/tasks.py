@@ -344,6 +344,32 @@ class TaskManager:
             self._rerun(task)
             return
         self._set(task, INPUT_REQUIRED, message="waiting for the client's input")
+        if task.modern:
+            return  # shown on tasks/get, answered with tasks/update
+        # Handshake era: sent as requests to the client (on a waiting tasks/result's stream,
+        # else the session's standalone stream), tagged with the task, from this worker.
+        related = {RELATED_TASK: {"taskId": task.id}}
+        tagged = {key: {"method": request.get("method"),
+                        "params": {**(request.get("params") or {}),
+                                   "_meta": {**((request.get("params") or {}).get("_meta") or {}), **related}}}
+                  for key, request in pending.items()}
+        deadline = time.monotonic() + self.settings.client_request_timeout
+        while not task.context.has_stream and task.status not in TERMINAL and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the client calls tasks/result (or opens its GET stream)
+        if task.status in TERMINAL:
+            return
+        refusal = task.context.carry_out(tagged, task.request_state)
+        if task.status in TERMINAL:
+            return
+        if refusal is not None:
+            self._set(task, COMPLETED, result={"content": [{"type": "text", "text": (
+                f"Tool {task.tool_name!r} needed input the client did not give: {refusal}")}], "isError": True})
+            return
+        with self._lock:
+            task.input_responses.update(task.context.input_responses)
+            task.input_requests = {}
+        if self._set(task, WORKING):
+            self._rerun(task)
 
     def _rerun(self, task: Task) -> None:
         task.context.set_input(task.input_responses, task.request_state)
@@ -414,6 +440,7 @@ def create_for_call(tool: Any, params: Mapping[str, Any], ctx: RequestContext, c
     task_context = Context(headers=context.headers, scope=context.scope, session_id=context.session_id,
                            request_id=context.request_id, tool_name=context.tool_name, notify=None,
                            session=task_state, request_timeout=ctx.settings.client_request_timeout)
+    task_context.defer_input()  # its InputRequired reaches the task: asked the way its era allows
     if context.input_responses or context.request_state is not None:  # gathered before the task
         task_context.set_input(context.input_responses, context.request_state)
     task = manager.create(ctx.grant, tool.name, state.modern, task_context, task_state, _task_param_ttl(params))
@@ -465,13 +492,19 @@ def _result(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> 
     """2025-11-25 ``tasks/result``: wait until the task is terminal, then answer as the call would have."""
     manager = _manager(ctx)
     task = manager.find(ctx.grant, params.get("taskId"))
-    while not task.done.done():
-        if ctx.session.ended or manager.closed:
-            raise JsonRpcError(INTERNAL_ERROR, "Internal error: the server is closing")
-        try:
-            task.done.result(1.0)
-        except _FutureTimeout:
-            continue
+    if ctx.notify is not None:  # the task's requests to the client go on this response meanwhile
+        task.context.use_stream(ctx.notify)
+    try:
+        while not task.done.done():
+            if ctx.session.ended or manager.closed:
+                raise JsonRpcError(INTERNAL_ERROR, "Internal error: the server is closing")
+            try:
+                task.done.result(1.0)
+            except _FutureTimeout:
+                continue
+    finally:
+        if ctx.notify is not None:
+            task.context.use_stream(None)
     meta = {RELATED_TASK: {"taskId": task.id}}
     if task.status == FAILED and task.error is not None:
         raise JsonRpcError(task.error.code, task.error.message, task.error.data)

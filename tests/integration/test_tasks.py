@@ -78,6 +78,9 @@ def make_server(**settings: Any) -> tuple[loopback.LoopbackServer, Gate]:
                 "message": "Go on?", "requestedSchema": {"type": "object", "properties": {"go": {"type": "boolean"}}}}}})
         return f"answered {answer.get('action')} {answer.get('content')}"
 
+    registry.add(confirm.__wrapped__ if hasattr(confirm, "__wrapped__") else confirm, name="confirm_task",
+                 task="optional")
+
     server = loopback.start(0, registry=registry, settings=loopback.Settings(**settings))
     return server, gate
 
@@ -365,3 +368,30 @@ def test_settings_validate_the_task_bounds() -> None:
             loopback.Settings(**{name: bad})
     with pytest.raises(ValueError, match="task must be"):
         loopback.ToolRegistry().add(lambda: None, name="x", task="sometimes")
+
+
+def test_a_tasks_input_requests_reach_a_handshake_era_client_on_tasks_result(
+        served: tuple[loopback.LoopbackServer, Gate]) -> None:
+    server, _ = served
+    client = Client(server.port, server.token)
+    try:
+        client.initialize(capabilities={"elicitation": {}})
+        task = start_task(client, "confirm_task", {})
+        assert poll(client, task["taskId"], ("input_required",))["status"] == "input_required"
+        call = {"jsonrpc": "2.0", "id": 8, "method": "tasks/result", "params": {"taskId": task["taskId"]}}
+        conn, response = start_post(server.port, server.token, client.session_id, call)
+        try:
+            _, request = next_message(response)  # sent on the waiting tasks/result's stream
+            assert request["method"] == "elicitation/create"
+            assert request["params"]["_meta"] == {"io.modelcontextprotocol/related-task": {"taskId": task["taskId"]}}
+            status, _, _ = client.post({"jsonrpc": "2.0", "id": request["id"],
+                                        "result": {"action": "accept", "content": {"go": True}}})
+            assert status == 202
+            _, answer = next_message(response)
+        finally:
+            conn.close()
+        assert answer["id"] == 8
+        assert answer["result"]["content"][0]["text"] == "answered accept {'go': True}"
+        assert client.rpc("tasks/get", {"taskId": task["taskId"]})["result"]["status"] == "completed"
+    finally:
+        client.close()
