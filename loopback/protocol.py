@@ -169,7 +169,7 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     session.protocol_version = version
     result: dict[str, Any] = {
         "protocolVersion": version,
-        "capabilities": capabilities(ctx.tasks is not None),
+        "capabilities": capabilities(ctx.tasks is not None, ctx.settings.auth),
         "serverInfo": {"name": ctx.settings.server_name, "version": ctx.server_version},
     }
     if ctx.settings.instructions:
@@ -177,7 +177,7 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     return result
 
 
-def capabilities(with_tasks: bool = False) -> dict[str, Any]:
+def capabilities(with_tasks: bool = False, auth: bool = True) -> dict[str, Any]:
     """What this server offers (at initialize; ``server/discover`` in 2026-07-28 form)."""
     offered = {
         "tools": {"listChanged": True},
@@ -187,7 +187,7 @@ def capabilities(with_tasks: bool = False) -> dict[str, Any]:
         "logging": {},
     }
     if with_tasks:
-        offered["tasks"] = tasks.capabilities()
+        offered["tasks"] = tasks.capabilities(can_list=auth)
     return offered
 
 

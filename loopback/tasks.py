@@ -324,6 +324,11 @@ class TaskManager:
             if result.get("resultType") == "input_required":
                 self._ask(task, result)
                 return
+            if not task.modern and result.get("isError") is True:
+                # 2025-11-25: a tool result with isError fails the task (tasks/result still
+                # answers the result); the 2026-07-28 extension keeps "failed" for protocol errors.
+                self._set(task, FAILED, result=result, message="the tool reported an error")
+                return
             self._set(task, COMPLETED, result=result)
 
         task.run = run
@@ -404,9 +409,13 @@ def _task_param_ttl(params: Mapping[str, Any]) -> Optional[float]:
 def wants_task(tool: Any, params: Mapping[str, Any], ctx: RequestContext) -> bool:
     """Whether this ``tools/call`` runs as a task; raises when the tool needs one the client cannot take."""
     support = getattr(tool, "task_support", "forbidden")
-    if support == "forbidden" or ctx.tasks is None:
-        return False
     state = ctx.session
+    if ctx.tasks is None:
+        return False
+    if support == "forbidden":
+        if not state.modern and isinstance(params.get("task"), dict):  # 2025-11-25: SHOULD be -32601
+            raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {tool.name!r} does not run as a task")
+        return False
     if state.modern:
         if declares_extension(state):
             return True
@@ -516,7 +525,10 @@ def _result(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> 
 
 
 def _list(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
-    tasks = _manager(ctx).owned(ctx.grant)
+    manager = _manager(ctx)
+    if not ctx.settings.auth:  # requestors cannot be told apart: not offered (see capabilities)
+        raise JsonRpcError(METHOD_NOT_FOUND, "Method not found: tasks/list needs authentication")
+    tasks = manager.owned(ctx.grant)
     return page([_Listed(task.fields()) for task in tasks], params, ctx.settings.page_size, "tasks")
 
 
@@ -543,6 +555,10 @@ HANDSHAKE_ONLY = frozenset({"tasks/result", "tasks/list"})  # removed by the 202
 MODERN_ONLY = frozenset({"tasks/update"})
 
 
-def capabilities() -> dict[str, Any]:
-    """The 2025-11-25 ``tasks`` server capability."""
-    return {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+def capabilities(can_list: bool = True) -> dict[str, Any]:
+    """The 2025-11-25 ``tasks`` server capability. ``tasks.list`` only when requestors are told
+    apart (authentication on): otherwise a list would show every task to anyone."""
+    offered: dict[str, Any] = {"cancel": {}, "requests": {"tools": {"call": {}}}}
+    if can_list:
+        offered = {"list": {}, **offered}
+    return offered

@@ -78,8 +78,12 @@ def make_server(**settings: Any) -> tuple[loopback.LoopbackServer, Gate]:
                 "message": "Go on?", "requestedSchema": {"type": "object", "properties": {"go": {"type": "boolean"}}}}}})
         return f"answered {answer.get('action')} {answer.get('content')}"
 
-    registry.add(confirm.__wrapped__ if hasattr(confirm, "__wrapped__") else confirm, name="confirm_task",
-                 task="optional")
+    registry.add(confirm, name="confirm_task", task="optional")
+
+    @registry.tool(task="optional")
+    def boom() -> str:
+        """Fails (a tool error)."""
+        raise RuntimeError("boom")
 
     server = loopback.start(0, registry=registry, settings=loopback.Settings(**settings))
     return server, gate
@@ -154,8 +158,42 @@ def test_tools_list_advertises_task_support(served: tuple[loopback.LoopbackServe
         # required without params.task: -32601 (2025-11-25); optional without it: a plain call
         assert client.rpc("tools/call", {"name": "big", "arguments": {"size": 1}})["error"]["code"] == -32601
         assert client.call_tool("add", {"a": 1})["result"]["structuredContent"] == {"result": 3}
+        # forbidden (not declared) with params.task: -32601 as well
+        refused = client.rpc("tools/call", {"name": "add", "arguments": {"a": 1}, "task": {}})
+        assert refused["error"]["code"] == -32601
     finally:
         client.close()
+
+
+def test_a_tool_error_fails_a_handshake_era_task_and_completes_a_modern_one(
+        served: tuple[loopback.LoopbackServer, Gate]) -> None:
+    server, _ = served
+    client = Client(server.port, server.token)
+    try:
+        task = start_task(client, "boom", {})
+        done = poll(client, task["taskId"])
+        assert done["status"] == "failed" and done["statusMessage"] == "the tool reported an error"
+        result = client.rpc("tasks/result", {"taskId": task["taskId"]})["result"]  # what the call would answer
+        assert result["isError"] is True and "RuntimeError: boom" in result["content"][0]["text"]
+    finally:
+        client.close()
+    status, created = modern(server.port, server.token, "tools/call", {"name": "boom", "arguments": {}})
+    task_id = created["result"]["taskId"]
+    assert wait_for(lambda: modern(server.port, server.token, "tasks/get", {"taskId": task_id})[1]["result"]["status"]
+                    != "working")
+    status, got = modern(server.port, server.token, "tasks/get", {"taskId": task_id})
+    assert got["result"]["status"] == "completed" and got["result"]["result"]["isError"] is True
+
+
+def test_without_authentication_tasks_are_not_listed() -> None:
+    server, gate = make_server(auth=False)
+    client = Client(server.port, None)
+    try:
+        assert "list" not in client.initialize()["capabilities"]["tasks"]
+        assert client.rpc("tasks/list")["error"]["code"] == -32601
+    finally:
+        client.close()
+        server.close()
 
 
 def test_a_task_outlives_its_request_and_is_read_after_a_reconnect(served: tuple[loopback.LoopbackServer, Gate]) -> None:
