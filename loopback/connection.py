@@ -3,7 +3,9 @@ dispatches, and writes the answer once.
 
 Owns: ``Endpoint`` (everything one server's connections share, passed explicitly:
 settings, tools, tokens, sessions, the per-grant client states, the disconnect
-watcher, the set of idle connections the connection cap may close) and
+watcher, the set of idle connections the connection cap may close, the task pool
+and task manager, the open ``subscriptions/listen`` requests, and where a task's
+status notifications go) and
 ``Connection``: HTTP/1.1 keep-alive with each response built whole and written with
 one send; the time limits (the idle limit as the kernel's socket timeouts, the head
 and body deadlines as Python ones only while they run); reading the head

@@ -1,9 +1,11 @@
 """Request context: what one request's handler, and the tool it runs, may know and do.
 
 Owns: ``RequestContext`` (what the shell tells dispatch about one request, as plain
-data), the ``Context`` handed to tools and prompts that declare a parameter
-annotated ``loopback.Context`` (headers, the caller's scope, session id, progress,
-logging, cancellation, requests to the client: sampling, elicitation, roots), the
+data, with the server's task manager and subscription listeners), the ``Context``
+handed to tools, prompts and resources that declare a parameter annotated
+``loopback.Context`` (headers, the caller's scope, session id, progress, logging,
+cancellation, requests to the client: sampling, elicitation, roots, and carrying an
+``InputRequired``'s requests out that way for a handshake-era client), the
 MCP log levels, and ``ClientState``: everything one client is owed or has promised
 (log level, calls in flight, subscriptions, what it declared, the server's requests
 waiting for its answers, its standalone stream), owned by exactly one principal.

@@ -3,7 +3,9 @@
 Owns: the prompt registry (prompts, completers for their arguments, change
 listeners), describing a function's string parameters as prompt arguments (via
 ``schema``, like tool parameters, descriptions from the docstring), checking the
-arguments of a ``prompts/get``, turning what a prompt function returns into
+arguments of a ``prompts/get``, running the function (with its ``Context``, through
+the shell's runner for ``tool_timeout``; an ``InputRequired`` answered as the
+request's era allows), turning what a prompt function returns into
 ``PromptMessage`` objects (``Message``), and the ``prompts/*`` request handlers,
 registered by ``protocol`` from ``HANDLERS``.
 Must not know: HTTP, sockets, sessions, or how notifications reach clients.

@@ -1,8 +1,9 @@
 """MCP dispatch: one dispatcher for both protocol eras, from a decoded payload to an answer.
 
 Owns: the method table (its own handlers — ``initialize``, ``ping``,
-``logging/setLevel``, ``tools/list``, ``tools/call``, ``server/discover`` — and those
-that ``resources``, ``prompts`` and ``completions`` export as ``HANDLERS``), which
+``logging/setLevel``, ``tools/list``, ``tools/call`` (a task when ``tasks`` says
+so), ``server/discover`` — and those that ``resources``, ``prompts``,
+``completions``, ``tasks`` and ``subscriptions`` export as ``HANDLERS``), which
 methods each era offers, the handshake era's version negotiation, header version
 rules and batch policy, notifications (cancellation), client responses (handed to the
 state that sent the request), the capabilities offered, and ``plan``: what the

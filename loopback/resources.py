@@ -2,8 +2,10 @@
 
 Owns: the resource registry (static resources by URI, resource templates with
 RFC 6570 level-1 ``{var}`` URIs, completers for template variables, change and
-update listeners), turning what a resource function returns into MCP 2025-11-25
-resource contents, and the ``resources/*`` request handlers (list, templates/list,
+update listeners), running a resource function (a parameter annotated ``Context``
+gets the request's; the shell's runner enforces ``tool_timeout``; an
+``InputRequired`` is answered as the request's era allows), turning what it
+returns into MCP 2025-11-25 resource contents, and the ``resources/*`` request handlers (list, templates/list,
 read, subscribe, unsubscribe), registered by ``protocol`` from ``HANDLERS``.
 Must not know: HTTP, sockets, sessions beyond ``ctx.session.subscriptions``, or how
 notifications reach clients (servers subscribe with ``on_change``/``on_updated``).

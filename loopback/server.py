@@ -3,7 +3,8 @@
 Owns: binding (with the pinned-port fallback and the listen backlog), the accept loop
 (the connection cap, resting on EMFILE, ending grants whose TTL ran out on time), the
 set of open connections, the tokens of the server, and an orderly close that leaves no
-thread or socket behind and still delivers the answers of calls that are running.
+thread or socket behind and still delivers the answers of calls that are running
+(running tasks are cancelled and the task pool joined; listen streams get their result).
 Must not know: process-wide state (``lifecycle`` keeps the singleton and the active
 runtime) or what requests mean (``connection`` serves them, ``protocol`` answers them).
 """

@@ -1,9 +1,12 @@
 """Tool registry: plain Python functions described as MCP tools and called with JSON arguments.
 
-Owns: the registry (add, remove, change listeners, the before-call hook), and one
-call from checked arguments to a ``CallToolResult``: validation, the hook, the
-request context, running it (directly, or through the shell's ``runner``, which
-enforces ``tool_timeout``), and checking structured output.
+Owns: the registry (add, remove, change listeners, the before-call hook, each tool's
+task support, advertised as ``execution.taskSupport``), and one call from checked
+arguments to a ``CallToolResult``: validation, the hook, the request context, running
+it (directly, or through the shell's ``runner``, which enforces ``tool_timeout``), an
+``InputRequired`` returned as is to a client that takes it or asked on the call's
+stream and run again (handshake era), a ``tasks.Background`` handed back, and
+checking structured output. Whether a call becomes a task is ``tasks``' to decide.
 Schemas come from ``schema``, result content from ``content``.
 Must not know: HTTP, sockets, threads (beyond the registry's lock), sessions or the
 JSON-RPC envelope.
