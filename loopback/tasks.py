@@ -19,8 +19,9 @@ the same -32602 as for an unknown id), and the task methods of both eras:
 A task's tool runs through ``TaskManager.submit`` (the shell's bounded pool,
 ``workers.TaskPool``). An ``InputRequired`` the tool returns parks the task in
 ``input_required`` (2026-07-28: the requests are shown on ``tasks/get`` and
-answered with ``tasks/update``; 2025-era: they are sent to the client through
-``Context.request`` on the session's stream), then the tool runs again with the
+answered with ``tasks/update``; 2025-era: they are sent to the client as requests
+tagged ``related-task``, on the stream of a waiting ``tasks/result`` or else the
+session's GET stream, ``Context.carry_out``), then the tool runs again with the
 answers.
 Must not know: sockets, HTTP, or how threads are made (the shell's ``submit``).
 """
