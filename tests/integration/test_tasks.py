@@ -18,7 +18,7 @@ import pytest
 
 import loopback
 from conftest import Client, make_registry, wait_for
-from sse_client import next_message, start_post
+from sse_client import next_message, open_get, read_event, start_post
 
 EXTENSION = "io.modelcontextprotocol/tasks"
 MODERN = "2026-07-28"
@@ -431,5 +431,26 @@ def test_a_tasks_input_requests_reach_a_handshake_era_client_on_tasks_result(
         assert answer["id"] == 8
         assert answer["result"]["content"][0]["text"] == "answered accept {'go': True}"
         assert client.rpc("tasks/get", {"taskId": task["taskId"]})["result"]["status"] == "completed"
+    finally:
+        client.close()
+
+
+def test_status_notifications_reach_the_sessions_get_stream(served: tuple[loopback.LoopbackServer, Gate]) -> None:
+    server, gate = served
+    client = Client(server.port, server.token)
+    try:
+        client.open_session()
+        conn, stream = open_get(server.port, server.token, client.session_id)
+        try:
+            assert stream.status == 200
+            assert read_event(stream) is not None  # the priming event: the stream is open
+            task = start_task(client, "wait", {"label": "n"})
+            gate.release.set()
+            _, note = next_message(stream)
+            assert note["method"] == "notifications/tasks/status"
+            assert note["params"]["taskId"] == task["taskId"] and note["params"]["status"] == "completed"
+            assert "io.modelcontextprotocol/related-task" not in note["params"].get("_meta", {})
+        finally:
+            conn.close()
     finally:
         client.close()
