@@ -51,6 +51,8 @@ __all__ = [
     "Message",
     "Context",
     "InputRequired",
+    "Background",
+    "JsonRpcError",
     "ClientRequestError",
     "CallBlocked",
     "SchemaError",
@@ -92,6 +94,8 @@ _LAZY = {
     "Message": "prompts",
     "Context": "context",
     "InputRequired": "content",
+    "Background": "tasks",
+    "JsonRpcError": "jsonrpc",
     "ClientRequestError": "context",
     "Grant": "auth",
     "Text": "content",
@@ -106,6 +110,8 @@ if TYPE_CHECKING:
     from .content import Audio, EmbeddedResource, Image, InputRequired, ResourceLink, Text
     from .context import ClientRequestError, Context
     from .errors import LoopbackError, PortInUseError, StartError
+    from .jsonrpc import JsonRpcError
+    from .tasks import Background
     from .host import AgentProcess, PreparedRun, RunLimitError, prepare_agent_run
     from .lifecycle import active_runtime, close, default_registry, ensure, install_sigterm_cleanup, open_runs, start
     from .prompts import Message, PromptRegistry
@@ -130,7 +136,8 @@ def __dir__() -> list[str]:
 
 def tool(func: Optional[Callable[..., Any]] = None, **options: Any) -> Any:
     """Register a function as a tool of the default registry: ``@loopback.tool`` or
-    ``@loopback.tool(name=..., title=..., description=..., annotations=..., owner_only=...)``.
+    ``@loopback.tool(name=..., title=..., description=..., annotations=..., owner_only=...,
+    task="optional" | "required")`` (see ``ToolRegistry.add``).
 
     A parameter annotated ``loopback.Context`` receives the request context.
     """

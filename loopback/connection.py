@@ -3,7 +3,9 @@ dispatches, and writes the answer once.
 
 Owns: ``Endpoint`` (everything one server's connections share, passed explicitly:
 settings, tools, tokens, sessions, the per-grant client states, the disconnect
-watcher, the set of idle connections the connection cap may close) and
+watcher, the set of idle connections the connection cap may close, the task pool
+and task manager, the open ``subscriptions/listen`` requests, and where a task's
+status notifications go) and
 ``Connection``: HTTP/1.1 keep-alive with each response built whole and written with
 one send; the time limits (the idle limit as the kernel's socket timeouts, the head
 and body deadlines as Python ones only while they run); reading the head
@@ -28,7 +30,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, Union
 
-from . import admission, eras, http11, jsonrpc, protocol, streams, workers
+from . import admission, eras, http11, jsonrpc, protocol, streams, subscriptions, tasks, workers
 from .admission import SESSION_HEADER, Admission, Preflight
 from .auth import Grant, TokenStore
 from .context import ClientState, RequestContext, RequestState
@@ -84,6 +86,10 @@ class Endpoint:
         self._states_lock = threading.Lock()
         self._date: tuple[int, str] = (-1, "")
         self.runner = workers.deadline_runner(settings.tool_timeout) if settings.tool_timeout is not None else None
+        self.task_pool = workers.TaskPool(settings.task_workers, f"loopback-task:{port}")
+        self.tasks = tasks.TaskManager(settings, self.task_pool.submit)
+        self.listeners = subscriptions.Listeners()  # open subscriptions/listen requests (2026-07-28)
+        self.tasks.on_status = self._task_status
         if tokens is not None:
             tokens.on_end(self.end_principal)
 
@@ -104,6 +110,7 @@ class Endpoint:
     def end_principal(self, grant: Grant) -> None:
         """A grant ended (revoked or expired): its sessions, streams and waiting requests end."""
         self.sessions.remove_principal(grant)
+        self.tasks.end_owner(grant)
         with self._states_lock:
             state = self._states.pop(grant, None)
         if state is not None:
@@ -118,11 +125,23 @@ class Endpoint:
             self._date = (now, text)  # one tuple: never a half-updated pair
         return text
 
+    def _task_status(self, task: tasks.Task) -> None:
+        """A task's new status: ``notifications/tasks/status`` on the creating session's
+        standalone stream (2025-11-25), ``notifications/tasks`` on the owner's
+        ``subscriptions/listen`` streams that named it (2026-07-28)."""
+        if task.modern:
+            self.listeners.deliver_task(task.owner, task.id, task.detailed())
+            return
+        send = task.state.standalone
+        if send is not None:
+            send(jsonrpc.notification("notifications/tasks/status", task.fields()))
+
     def broadcast(self, method: str, params: Optional[dict[str, Any]] = None, *, uri: Optional[str] = None) -> int:
         """Send a notification on every session's standalone stream (only the sessions
-        subscribed to ``uri`` when given); returns how many took it."""
+        subscribed to ``uri`` when given) and on every ``subscriptions/listen`` stream that
+        asked for it; returns how many took it."""
         message = jsonrpc.notification(method, params)
-        sent = 0
+        sent = self.listeners.deliver(method, params)
         for session in self.sessions.sessions():
             if uri is not None and uri not in session.state.subscriptions:
                 continue
@@ -426,6 +445,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             session_id=session.id if session is not None else None,
             notify=channel.notify if channel is not None else None,
             close_stream=channel.close if channel is not None else None, runner=endpoint.runner,
+            tasks=endpoint.tasks, listeners=endpoint.listeners,
         )
         watched = plan.cancellable and endpoint.watcher.watch(
             self.sock, _canceller(state, plan.request_id))

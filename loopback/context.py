@@ -1,9 +1,11 @@
 """Request context: what one request's handler, and the tool it runs, may know and do.
 
 Owns: ``RequestContext`` (what the shell tells dispatch about one request, as plain
-data), the ``Context`` handed to tools and prompts that declare a parameter
-annotated ``loopback.Context`` (headers, the caller's scope, session id, progress,
-logging, cancellation, requests to the client: sampling, elicitation, roots), the
+data, with the server's task manager and subscription listeners), the ``Context``
+handed to tools, prompts and resources that declare a parameter annotated
+``loopback.Context`` (headers, the caller's scope, session id, progress, logging,
+cancellation, requests to the client: sampling, elicitation, roots, and carrying an
+``InputRequired``'s requests out that way for a handshake-era client), the
 MCP log levels, and ``ClientState``: everything one client is owed or has promised
 (log level, calls in flight, subscriptions, what it declared, the server's requests
 waiting for its answers, its standalone stream), owned by exactly one principal.
@@ -81,6 +83,10 @@ class ToolHeaders(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"ToolHeaders({dict(self)!r})"
+
+
+# The capability a client must have declared for each kind of input request.
+_INPUT_CAPABILITIES = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
 
 
 class ClientState:
@@ -181,7 +187,7 @@ class RequestContext:
     """What the shell knows about one HTTP request, as plain data."""
 
     __slots__ = ("registry", "settings", "protocol_version_header", "headers", "server_version", "grant",
-                 "session", "session_id", "notify", "close_stream", "runner")
+                 "session", "session_id", "notify", "close_stream", "runner", "tasks", "listeners")
 
     def __init__(
         self,
@@ -196,6 +202,8 @@ class RequestContext:
         notify: Optional[Notify] = None,
         close_stream: Optional[Callable[[], None]] = None,
         runner: Optional[Callable[[Callable[[], Any], "Context"], Any]] = None,
+        tasks: Any = None,
+        listeners: Any = None,
     ) -> None:
         self.registry = registry
         self.settings = settings if settings is not None else Settings()
@@ -208,6 +216,8 @@ class RequestContext:
         self.notify = notify  # sends a notification to the client; None: no stream open
         self.close_stream = close_stream  # ends the call's SSE response early (polling)
         self.runner = runner  # runs host functions (tools.Runner); None: on this thread, no deadline
+        self.tasks = tasks  # the server's tasks.TaskManager; None: no tasks
+        self.listeners = listeners  # the server's subscriptions.Listeners (subscriptions/listen)
 
     def replace(self, **changes: Any) -> "RequestContext":
         """A copy with some fields changed."""
@@ -216,8 +226,8 @@ class RequestContext:
         return RequestContext(**fields)
 
     def context_for(self, name: str, request_id: Any, params: Mapping[str, Any]) -> "Context":
-        """The ``Context`` a function serving this request receives (a tool, or a prompt
-        declaring one: ``tool_name`` then holds the prompt's name)."""
+        """The ``Context`` a function serving this request receives (a tool, a prompt or a
+        resource: ``tool_name`` then holds the prompt's or resource's name)."""
         meta = params.get("_meta")
         return Context(
             headers=ToolHeaders(self.headers, self.grant.headers if self.grant is not None else None),
@@ -253,7 +263,8 @@ class Context:
     """
 
     __slots__ = ("headers", "scope", "session_id", "request_id", "tool_name",
-                 "_progress_token", "_notify", "_session", "_cancelled", "_request_timeout", "_close_stream")
+                 "_progress_token", "_notify", "_session", "_cancelled", "_request_timeout", "_close_stream",
+                 "_input", "_defers_input")
 
     def __init__(
         self,
@@ -280,6 +291,51 @@ class Context:
         self._cancelled = False
         self._request_timeout = request_timeout
         self._close_stream = close_stream
+        self._input: Optional[tuple[dict[str, Any], Optional[str]]] = None
+        self._defers_input = False  # a task's call: its InputRequired goes to the task (``tasks``)
+
+    def defer_input(self) -> None:
+        """Let this call answer with ``InputRequired`` whatever the era: it runs as a task,
+        whose manager gets the input its era's way."""
+        self._defers_input = True
+
+    @property
+    def has_stream(self) -> bool:
+        """Whether a message to the client has a way to go now (this call's stream, or the
+        session's standalone stream)."""
+        return self._notify is not None or getattr(self._session, "standalone", None) is not None
+
+    def use_stream(self, notify: Optional[Notify]) -> None:
+        """Send this call's messages (progress, logs, requests to the client) with ``notify``
+        from now on: a task's, while a ``tasks/result`` request waits on it."""
+        self._notify = notify
+
+    def set_input(self, responses: Mapping[str, Any], state: Optional[str]) -> None:
+        """The answers (and state) the next run of the function sees: input gathered over
+        the call's stream for a client of the handshake era (``tools.carry_out``)."""
+        self._input = (dict(responses), state)
+
+    def carry_out(self, requests: Mapping[str, Mapping[str, Any]], state: Optional[str]) -> Optional[str]:
+        """Ask the client, over this call's stream, what an ``InputRequired`` asks (a client
+        of the handshake era, which takes server-to-client requests): each request not
+        answered yet is sent with ``request``; the answers, keyed as the function keyed
+        them, are what the next run sees (``input_responses``). Returns why it could not
+        be done, or None."""
+        answers = dict(self.input_responses)
+        for key, request in requests.items():
+            if key in answers:
+                continue
+            try:
+                capability = _INPUT_CAPABILITIES.get(str(request.get("method")))
+                if capability is not None:
+                    self._require(capability, str(request["method"]))
+                answers[key] = self.request(str(request["method"]), request.get("params"))
+            except ClientRequestError as exc:
+                return str(exc)
+            if self._cancelled:
+                return "the call was cancelled"
+        self.set_input(answers, state)
+        return None
 
     def cancel(self) -> None:
         """Mark this call cancelled: the client cancelled it, it timed out, or its session ended."""
@@ -287,17 +343,22 @@ class Context:
 
     @property
     def accepts_input_required(self) -> bool:
-        """Whether the call may answer with ``loopback.InputRequired`` (a 2026-07-28 request)."""
-        return self._session is not None and self._session.modern
+        """Whether the call may answer with ``loopback.InputRequired`` (a 2026-07-28 request,
+        or a task's call)."""
+        return self._defers_input or (self._session is not None and self._session.modern)
 
     @property
     def input_responses(self) -> dict[str, Any]:
         """The client's answers to this call's input requests (a 2026-07-28 retry), by key; else {}."""
+        if self._input is not None:
+            return self._input[0]
         return getattr(self._session, "input_responses", None) or {}
 
     @property
     def request_state(self) -> Optional[str]:
         """The ``state`` of the ``InputRequired`` this call returned last round (verified); else None."""
+        if self._input is not None:
+            return self._input[1]
         return getattr(self._session, "request_state", None)
 
     @property

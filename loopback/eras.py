@@ -73,7 +73,8 @@ CACHEABLE_METHODS = frozenset({
     "resources/read",
 })
 # Method -> the params field its Mcp-Name header mirrors.
-NAME_BEARING_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+NAME_BEARING_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+                        "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
 _ROUTING_HEADERS = ("MCP-Protocol-Version", "Mcp-Method", "Mcp-Name")
 X_MCP_HEADER = "x-mcp-header"  # a tool parameter mirrored into an Mcp-Param-{Name} header
 # ttlMs 0: tools may be (un)registered at any time. private: what a caller sees depends on its token.
@@ -343,11 +344,9 @@ def server_info(ctx: RequestContext) -> dict[str, Any]:
 
 
 def modern_capabilities(offered: Mapping[str, Any]) -> dict[str, Any]:
-    """What this server offers a 2026-07-28 client: the handshake era's capabilities, less
-    what this era would deliver on ``subscriptions/listen`` (not implemented)."""
-    return {name: ({k: v for k, v in value.items() if k not in ("listChanged", "subscribe")}
-                   if isinstance(value, dict) else value)
-            for name, value in offered.items()}
+    """What this server offers a 2026-07-28 client: the handshake era's capabilities (their
+    ``listChanged`` and ``subscribe`` notifications come on ``subscriptions/listen``)."""
+    return {name: (dict(value) if isinstance(value, dict) else value) for name, value in offered.items()}
 
 
 def decorate(method: str, result: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Owns: the prompt registry (prompts, completers for their arguments, change
 listeners), describing a function's string parameters as prompt arguments (via
 ``schema``, like tool parameters, descriptions from the docstring), checking the
-arguments of a ``prompts/get``, turning what a prompt function returns into
+arguments of a ``prompts/get``, running the function (with its ``Context``, through
+the shell's runner for ``tool_timeout``; an ``InputRequired`` answered as the
+request's era allows), turning what a prompt function returns into
 ``PromptMessage`` objects (``Message``), and the ``prompts/*`` request handlers,
 registered by ``protocol`` from ``HANDLERS``.
 Must not know: HTTP, sockets, sessions, or how notifications reach clients.
@@ -15,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Optional, TypeVar, Union, overload
 
-from .errors import LoopbackError
+from .errors import CallTimeout, LoopbackError
 from .content import CONTENT_TYPES, InputRequired, Audio, EmbeddedResource, Image, ResourceLink, Text
 from .context import Context, RequestContext
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
@@ -110,11 +112,13 @@ class Prompt:
             prompt["arguments"] = [dict(argument) for argument in self.arguments]
         return prompt
 
-    def call(self, arguments: Mapping[str, Any], context: Optional[Context] = None) -> Any:
+    def call(self, arguments: Mapping[str, Any], context: Optional[Context] = None,
+             runner: Optional[Callable[[Callable[[], Any], Context], Any]] = None) -> Any:
         """Check ``arguments`` and call the function; what it returned.
 
         Raises PromptArgumentError for arguments that do not fit; whatever the function
         raises propagates. A parameter annotated ``Context`` receives ``context``.
+        ``runner`` runs the call (the shell's, which enforces ``tool_timeout``).
         """
         assert self.signature is not None
         try:
@@ -122,9 +126,15 @@ class Prompt:
         except ToolArgumentError as exc:
             raise PromptArgumentError(f"Invalid arguments for prompt {self.name!r}: {exc}") from None
         kwargs = self.signature.convert(checked)
+        if context is None and (self.context_param is not None or runner is not None):
+            context = Context(tool_name=self.name)
         if self.context_param is not None:
-            kwargs = {**kwargs, self.context_param: context if context is not None else Context(tool_name=self.name)}
-        return self.func(**kwargs)
+            kwargs = {**kwargs, self.context_param: context}
+        if runner is None:
+            return self.func(**kwargs)
+        assert context is not None
+        func = self.func
+        return runner(lambda: func(**kwargs), context)
 
     def result(self, value: Any) -> dict[str, Any]:
         """The ``GetPromptResult`` for a value the function returned (TypeError for a wrong type)."""
@@ -285,19 +295,35 @@ def _get(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dic
     prompt = registry.get(name)
     if prompt is None:
         raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {name}")
+    context = ctx.context_for(name, request_id, params)
     try:
-        value = prompt.call(arguments, ctx.context_for(name, request_id, params) if prompt.context_param else None)
-        if isinstance(value, InputRequired):  # 2026-07-28: the client must answer first
-            return value.to_result()
+        for _ in range(_INPUT_ROUNDS):
+            value = prompt.call(arguments, context, ctx.runner)
+            if not isinstance(value, InputRequired):
+                break
+            if context.accepts_input_required:  # 2026-07-28: the client must answer first
+                return value.to_result()
+            refusal = context.carry_out(value.requests, value.state)  # handshake era: ask on the stream
+            if refusal is not None:
+                raise JsonRpcError(INTERNAL_ERROR, f"Prompt {name!r} needs input the client did not give: {refusal}")
+        else:
+            raise JsonRpcError(INTERNAL_ERROR, f"Prompt {name!r} asked for input too many times")
         result: dict[str, Any] = prompt.result(value)
         return result
     except PromptArgumentError as exc:
         raise JsonRpcError(INVALID_PARAMS, str(exc)) from None
+    except JsonRpcError:
+        raise
+    except CallTimeout as exc:
+        _log.warning("prompt %r timed out after %g s", name, exc.seconds)
+        raise JsonRpcError(INTERNAL_ERROR, f"Prompt {name!r} timed out after {exc.seconds:g} seconds") from None
     except Exception as exc:  # the host's function failed: say what, never with the traceback
         _log.warning("prompt %r raised %s", name, type(exc).__name__)
         _log.debug("prompt %r failed", name, exc_info=True)
         raise JsonRpcError(INTERNAL_ERROR, f"Prompt {name!r} failed: {type(exc).__name__}: {exc}") from None
 
+
+_INPUT_ROUNDS = 8  # rounds of input a handshake-era prompts/get may gather before giving up
 
 HANDLERS: dict[str, Callable[[Mapping[str, Any], RequestContext, Any], dict[str, Any]]] = {
     "prompts/list": _list,

@@ -1,8 +1,9 @@
 """MCP dispatch: one dispatcher for both protocol eras, from a decoded payload to an answer.
 
 Owns: the method table (its own handlers — ``initialize``, ``ping``,
-``logging/setLevel``, ``tools/list``, ``tools/call``, ``server/discover`` — and those
-that ``resources``, ``prompts`` and ``completions`` export as ``HANDLERS``), which
+``logging/setLevel``, ``tools/list``, ``tools/call`` (a task when ``tasks`` says
+so), ``server/discover`` — and those that ``resources``, ``prompts``,
+``completions``, ``tasks`` and ``subscriptions`` export as ``HANDLERS``), which
 methods each era offers, the handshake era's version negotiation, header version
 rules and batch policy, notifications (cancellation), client responses (handed to the
 state that sent the request), the capabilities offered, and ``plan``: what the
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping, Optional
 
-from . import completions, eras, jsonrpc, prompts, resources
+from . import completions, eras, jsonrpc, prompts, resources, subscriptions, tasks
 from .catalog import page
 from .context import LOG_LEVELS, RequestContext
 from .eras import BATCH_VERSIONS, HEADERLESS_VERSION, LATEST_VERSION, SUPPORTED_VERSIONS
@@ -33,8 +34,12 @@ _log = logging.getLogger("loopback")
 Handler = Callable[[Mapping[str, Any], RequestContext, Any], Any]
 
 # Methods of the handshake era that 2026-07-28 removed: -32601 (HTTP 404) in that era.
-HANDSHAKE_ONLY = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
-MODERN_ONLY = frozenset({"server/discover"})
+HANDSHAKE_ONLY = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe",
+                            *tasks.HANDSHAKE_ONLY})
+MODERN_ONLY = frozenset({"server/discover", *tasks.MODERN_ONLY, *subscriptions.MODERN_ONLY})
+# Requests that may send messages before their answer (an SSE response), and that the client
+# leaving cancels in 2026-07-28.
+_STREAMING = frozenset({"tools/call", "subscriptions/listen", "prompts/get", "resources/read", "tasks/result"})
 
 
 class Plan:
@@ -57,7 +62,7 @@ def plan(payload: Any, protocol_version_header: Optional[str]) -> Plan:
     method = payload.get("method") if isinstance(payload, dict) else None
     request_id = payload.get("id") if isinstance(payload, dict) else None
     has_id = request_id is not None
-    call = has_id and method == "tools/call"
+    call = has_id and method in _STREAMING
     return Plan(modern, not modern and has_id and method == "initialize", call, modern and call, request_id)
 
 
@@ -165,7 +170,7 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     session.protocol_version = version
     result: dict[str, Any] = {
         "protocolVersion": version,
-        "capabilities": capabilities(),
+        "capabilities": capabilities(ctx.tasks is not None, ctx.settings.auth),
         "serverInfo": {"name": ctx.settings.server_name, "version": ctx.server_version},
     }
     if ctx.settings.instructions:
@@ -173,15 +178,18 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     return result
 
 
-def capabilities() -> dict[str, Any]:
+def capabilities(with_tasks: bool = False, auth: bool = True) -> dict[str, Any]:
     """What this server offers (at initialize; ``server/discover`` in 2026-07-28 form)."""
-    return {
+    offered = {
         "tools": {"listChanged": True},
         "resources": {"subscribe": True, "listChanged": True},
         "prompts": {"listChanged": True},
         "completions": {},
         "logging": {},
     }
+    if with_tasks:
+        offered["tasks"] = tasks.capabilities(can_list=auth)
+    return offered
 
 
 def _discover(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
@@ -189,6 +197,9 @@ def _discover(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -
         "supportedVersions": eras.supported_versions(),
         "capabilities": eras.modern_capabilities(capabilities()),
     }
+    if ctx.tasks is not None:  # 2026-07-28: tasks are an extension
+        offered = result["capabilities"]
+        offered["extensions"] = {**offered.get("extensions", {}), tasks.TASKS_EXTENSION: {}}
     if ctx.settings.instructions:
         result["instructions"] = ctx.settings.instructions
     return result
@@ -238,15 +249,26 @@ def _tools_call(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
         if mismatch is not None:
             raise mismatch
     context = ctx.context_for(name, request_id, params)
+    hook = ctx.registry.before_call_hook
+    if not tool.on_request and tasks.wants_task(tool, params, ctx):  # the whole call runs as a task
+        return tasks.create_for_call(tool, params, ctx, context,
+                                     lambda task_context: tool.call(arguments, task_context, before_call=hook))
     in_flight = ctx.session.in_flight
     in_flight[request_id] = context
     try:
-        result: dict[str, Any] = tool.call(arguments, context, before_call=ctx.registry.before_call_hook,
-                                           runner=ctx.runner)
-        return result
+        result: dict[str, Any] = tool.call(arguments, context, before_call=hook, runner=ctx.runner)
     finally:
         if in_flight.get(request_id) is context:
             del in_flight[request_id]
+    work = result.get(tasks.BACKGROUND)
+    if work is None:
+        return result
+    # The function ran on the request and hands its long part over: a task when the client takes one.
+    if tasks.wants_task(tool, params, ctx):
+        return tasks.create_for_call(tool, params, ctx, context,
+                                     lambda task_context: tool.outcome(work, task_context))
+    finished: dict[str, Any] = tool.outcome(work, context, ctx.runner)
+    return finished
 
 
 METHODS: dict[str, Handler] = {
@@ -259,4 +281,6 @@ METHODS: dict[str, Handler] = {
     **resources.HANDLERS,
     **prompts.HANDLERS,
     **completions.HANDLERS,
+    **tasks.HANDLERS,
+    **subscriptions.HANDLERS,
 }

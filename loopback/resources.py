@@ -2,8 +2,10 @@
 
 Owns: the resource registry (static resources by URI, resource templates with
 RFC 6570 level-1 ``{var}`` URIs, completers for template variables, change and
-update listeners), turning what a resource function returns into MCP 2025-11-25
-resource contents, and the ``resources/*`` request handlers (list, templates/list,
+update listeners), running a resource function (a parameter annotated ``Context``
+gets the request's; the shell's runner enforces ``tool_timeout``; an
+``InputRequired`` is answered as the request's era allows), turning what it
+returns into MCP 2025-11-25 resource contents, and the ``resources/*`` request handlers (list, templates/list,
 read, subscribe, unsubscribe), registered by ``protocol`` from ``HANDLERS``.
 Must not know: HTTP, sockets, sessions beyond ``ctx.session.subscriptions``, or how
 notifications reach clients (servers subscribe with ``on_change``/``on_updated``).
@@ -15,14 +17,19 @@ import base64
 import inspect
 import logging
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 from urllib.parse import unquote
 
 from .catalog import Entries, ListenerSet, page
-from .content import Audio, EmbeddedResource, Image, Text
-from .context import RequestContext
+from .content import Audio, EmbeddedResource, Image, InputRequired, Text
+from .context import Context, RequestContext
+from .errors import CallTimeout, LoopbackError
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
+
+Runner = Callable[[Callable[[], Any], Context], Any]
+_INPUT_ROUNDS = 8  # rounds of input a handshake-era read may gather before giving up
 
 
 __all__ = [
@@ -89,16 +96,37 @@ def _template_pattern(template: str) -> tuple[tuple[str, ...], re.Pattern[str]]:
     return tuple(names), re.compile("".join(parts))
 
 
-def _check_parameters(func: Callable[..., Any], variables: tuple[str, ...], where: str) -> None:
-    """The function must take exactly the template variables (extra parameters need defaults)."""
+class InputNeeded(LoopbackError):
+    """A resource function returned ``InputRequired``: the request must gather input first."""
+
+    def __init__(self, required: InputRequired) -> None:
+        super().__init__("the resource needs the client's input")
+        self.required = required
+
+
+def _is_context(annotation: Any) -> bool:
+    return annotation in (Context, "Context", "loopback.Context")
+
+
+def _check_parameters(func: Callable[..., Any], variables: tuple[str, ...], where: str) -> Optional[str]:
+    """The function must take exactly the template variables (extra parameters need defaults),
+    and may take one annotated ``Context``: its name is returned."""
     try:
         parameters = inspect.signature(func).parameters.values()
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{where}: cannot read the function's signature: {exc}") from None
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        hints = {}
     names = set()
+    context_param: Optional[str] = None
     for param in parameters:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
             raise TypeError(f"{where}: parameter {param.name!r} must be a plain named parameter")
+        if param.name not in variables and _is_context(hints.get(param.name, param.annotation)):
+            context_param = param.name
+            continue
         names.add(param.name)
         if param.name not in variables and param.default is param.empty:
             if variables:
@@ -109,6 +137,7 @@ def _check_parameters(func: Callable[..., Any], variables: tuple[str, ...], wher
     missing = [name for name in variables if name not in names]
     if missing:
         raise TypeError(f"{where}: the function has no parameter for template variable(s) {', '.join(missing)}")
+    return context_param
 
 
 def _definition(key: str, entry: Union["Resource", "ResourceTemplate"]) -> dict[str, Any]:
@@ -158,14 +187,17 @@ class Resource:
     title: Optional[str] = None
     description: Optional[str] = None
     mime_type: Optional[str] = None
+    context_param: Optional[str] = field(default=None, repr=False)
 
     def definition(self) -> dict[str, Any]:
         """The ``Resource`` object of ``resources/list``."""
         return _definition("uri", self)
 
-    def read(self, uri: Optional[str] = None) -> Optional[list[dict[str, Any]]]:
-        """Call the function; its contents, or None when it returned None (no such resource)."""
-        return _read(self.func, {}, uri or self.uri, self.mime_type)
+    def read(self, uri: Optional[str] = None, context: Optional[Context] = None,
+             runner: Optional[Runner] = None) -> Optional[list[dict[str, Any]]]:
+        """Call the function; its contents, or None when it returned None (no such resource).
+        A parameter annotated ``Context`` receives ``context``; ``runner`` runs the call."""
+        return _read(self, {}, uri or self.uri, context, runner)
 
 
 @dataclass(frozen=True)
@@ -180,6 +212,7 @@ class ResourceTemplate:
     mime_type: Optional[str] = None
     variables: tuple[str, ...] = ()
     pattern: Optional[re.Pattern[str]] = field(default=None, repr=False, compare=False)
+    context_param: Optional[str] = field(default=None, repr=False)
 
     def definition(self) -> dict[str, Any]:
         """The ``ResourceTemplate`` object of ``resources/templates/list``."""
@@ -193,16 +226,31 @@ class ResourceTemplate:
             return None
         return {name: unquote(value) for name, value in found.groupdict().items()}
 
-    def read(self, uri: str) -> Optional[list[dict[str, Any]]]:
+    def read(self, uri: str, context: Optional[Context] = None,
+             runner: Optional[Runner] = None) -> Optional[list[dict[str, Any]]]:
         variables = self.match(uri)
         if variables is None:
             return None
-        return _read(self.func, variables, uri, self.mime_type)
+        return _read(self, variables, uri, context, runner)
 
 
-def _read(func: Callable[..., Any], arguments: dict[str, str], uri: str,
-          mime_type: Optional[str]) -> Optional[list[dict[str, Any]]]:
-    value = func(**arguments)
+def _read(entry: Union["Resource", "ResourceTemplate"], arguments: dict[str, Any], uri: str,
+          context: Optional[Context], runner: Optional[Runner]) -> Optional[list[dict[str, Any]]]:
+    """Call a resource function (through ``runner`` when given, which enforces
+    ``tool_timeout``); InputNeeded when it returned ``InputRequired``."""
+    func, mime_type = entry.func, entry.mime_type
+    if entry.context_param is not None or runner is not None:
+        if context is None:
+            context = Context(tool_name=entry.name)
+        if entry.context_param is not None:
+            arguments = {**arguments, entry.context_param: context}
+    if runner is None:
+        value = func(**arguments)
+    else:
+        assert context is not None
+        value = runner(lambda: func(**arguments), context)
+    if isinstance(value, InputRequired):
+        raise InputNeeded(value)
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
@@ -254,11 +302,12 @@ class ResourceRegistry:
         entry: Union[Resource, ResourceTemplate]
         if "{" in uri or "}" in uri:
             variables, pattern = _template_pattern(uri)
-            _check_parameters(func, variables, f"resource template {uri!r}")
-            entry = ResourceTemplate(uri, resource_name, func, title, description, mime_type, variables, pattern)
+            context_param = _check_parameters(func, variables, f"resource template {uri!r}")
+            entry = ResourceTemplate(uri, resource_name, func, title, description, mime_type, variables, pattern,
+                                     context_param)
         else:
-            _check_parameters(func, (), f"resource {uri!r}")
-            entry = Resource(uri, resource_name, func, title, description, mime_type)
+            context_param = _check_parameters(func, (), f"resource {uri!r}")
+            entry = Resource(uri, resource_name, func, title, description, mime_type, context_param)
         self._entries.add(uri, entry, replace=replace, taken=f"a resource with URI {uri!r} is already registered")
         return entry
 
@@ -336,11 +385,12 @@ class ResourceRegistry:
                 return template
         return None
 
-    def read(self, uri: str) -> Optional[list[dict[str, Any]]]:
+    def read(self, uri: str, context: Optional[Context] = None,
+             runner: Optional[Runner] = None) -> Optional[list[dict[str, Any]]]:
         """The contents of ``uri``, or None when no resource has it. Exceptions of the
         resource function propagate; a return value of the wrong type is a TypeError."""
         entry = self.find(uri)
-        return None if entry is None else entry.read(uri)
+        return None if entry is None else entry.read(uri, context, runner)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -369,8 +419,30 @@ def _templates_list(params: Mapping[str, Any], ctx: RequestContext, request_id: 
 
 def _read_handler(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     uri = _uri_param(params, "resources/read")
+    registry: ResourceRegistry = ctx.registry.resources
+    entry = registry.find(uri)
+    context = ctx.context_for(entry.name, request_id, params) if entry is not None else None
     try:
-        contents = ctx.registry.resources.read(uri)
+        for _ in range(_INPUT_ROUNDS):
+            try:
+                contents = None if entry is None else entry.read(uri, context, ctx.runner)
+                break
+            except InputNeeded as need:
+                assert context is not None
+                if context.accepts_input_required:  # 2026-07-28: the client answers and retries
+                    return need.required.to_result()
+                refusal = context.carry_out(need.required.requests, need.required.state)  # on the stream
+                if refusal is not None:
+                    raise JsonRpcError(INTERNAL_ERROR, f"Reading resource {uri} needs input the client did not give: "
+                                       f"{refusal}", {"uri": uri}) from None
+        else:
+            raise JsonRpcError(INTERNAL_ERROR, f"Reading resource {uri} asked for input too many times", {"uri": uri})
+    except JsonRpcError:
+        raise
+    except CallTimeout as exc:
+        _log.warning("resource %r timed out after %g s", uri, exc.seconds)
+        raise JsonRpcError(INTERNAL_ERROR, f"Reading resource {uri} timed out after {exc.seconds:g} seconds",
+                           {"uri": uri}) from None
     except Exception as exc:  # the host's function failed: say what, never with the traceback
         _log.warning("resource %r raised %s", uri, type(exc).__name__)
         _log.debug("resource %r failed", uri, exc_info=True)

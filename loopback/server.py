@@ -3,7 +3,8 @@
 Owns: binding (with the pinned-port fallback and the listen backlog), the accept loop
 (the connection cap, resting on EMFILE, ending grants whose TTL ran out on time), the
 set of open connections, the tokens of the server, and an orderly close that leaves no
-thread or socket behind and still delivers the answers of calls that are running.
+thread or socket behind and still delivers the answers of calls that are running
+(running tasks are cancelled and the task pool joined; listen streams get their result).
 Must not know: process-wide state (``lifecycle`` keeps the singleton and the active
 runtime) or what requests mean (``connection`` serves them, ``protocol`` answers them).
 """
@@ -441,10 +442,9 @@ class LoopbackServer:
         return self
 
     def _subscribe(self) -> None:
-        """Tell clients (their GET streams) when tools, resources or prompts change."""
+        """Tell clients (their GET streams, and 2026-07-28 ``subscriptions/listen`` streams,
+        which need no session) when tools, resources or prompts change."""
         httpd = self._httpd
-        if self.settings.stateless:
-            return  # no session, no standalone stream to tell
 
         def changed(method: str) -> Callable[[], None]:
             def listener() -> None:
@@ -493,10 +493,14 @@ class LoopbackServer:
             # threads and waiting tools return before the connections are joined; the
             # streams of calls still running stay open until they answer.
             endpoint = self._httpd.endpoint
+            endpoint.tasks.close()  # running tasks see ctx.cancelled; waiting tasks/result calls return
+            endpoint.listeners.close()  # subscriptions/listen requests answer their result and end
             endpoint.sessions.close()
             for state in endpoint.states():
                 state.end("the server closed", cancel=False)
             self._httpd.end_connections(self.settings.close_timeout)
+            if not endpoint.task_pool.close(self.settings.close_timeout):
+                _log.warning("a task ignored its cancellation: its thread is left running")
             endpoint.watcher.close()
             self._closed.set()
         finally:

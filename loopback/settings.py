@@ -70,6 +70,16 @@ class Settings:
         sse_history: events each stream keeps for ``Last-Event-ID`` replay (256).
         client_request_timeout: seconds a tool waits for the client's answer to a
             server-to-client request (sampling, elicitation, roots) (60 s).
+        task_workers: threads that run tools called as tasks, at most (4); more tasks
+            wait their turn in ``working``. ``tool_timeout`` does not apply to tasks.
+        max_tasks: tasks kept at once, all grants together (256). Past it the oldest
+            finished task is forgotten; when all are running a new one is refused.
+        max_task_result_bytes: bytes of task results kept, all tasks together (16 MiB).
+            The oldest finished tasks are forgotten to make room; a single result
+            larger than this is kept as an error result saying so.
+        task_ttl: seconds a task (and its result) is kept after it was created (3600 s);
+            a client may ask for less. A task still running when it expires is cancelled.
+        task_poll_interval: seconds a client is told to wait between polls of a task (1 s).
     """
 
     max_body_bytes: int = MIB
@@ -95,12 +105,17 @@ class Settings:
     sse_retry: int = 1000
     sse_history: int = 256
     client_request_timeout: float = 60.0
+    task_workers: int = 4
+    max_tasks: int = 256
+    max_task_result_bytes: int = 16 * MIB
+    task_ttl: float = 3600.0
+    task_poll_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be a positive integer, not {self.max_body_bytes!r}")
         for name in ("body_timeout", "idle_timeout", "close_timeout", "session_idle_timeout", "sse_keepalive",
-                     "client_request_timeout"):
+                     "client_request_timeout", "task_ttl", "task_poll_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
@@ -110,7 +125,8 @@ class Settings:
         if self.listen_backlog is not None and (isinstance(self.listen_backlog, bool)
                                                 or not isinstance(self.listen_backlog, int) or self.listen_backlog < 1):
             raise ValueError(f"listen_backlog must be a positive integer or None, not {self.listen_backlog!r}")
-        for name in ("max_sessions", "max_sessions_per_grant", "max_connections", "sse_history"):
+        for name in ("max_sessions", "max_sessions_per_grant", "max_connections", "sse_history", "task_workers",
+                     "max_tasks", "max_task_result_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")

@@ -1,9 +1,12 @@
 """Tool registry: plain Python functions described as MCP tools and called with JSON arguments.
 
-Owns: the registry (add, remove, change listeners, the before-call hook), and one
-call from checked arguments to a ``CallToolResult``: validation, the hook, the
-request context, running it (directly, or through the shell's ``runner``, which
-enforces ``tool_timeout``), and checking structured output.
+Owns: the registry (add, remove, change listeners, the before-call hook, each tool's
+task support, advertised as ``execution.taskSupport``), and one call from checked
+arguments to a ``CallToolResult``: validation, the hook, the request context, running
+it (directly, or through the shell's ``runner``, which enforces ``tool_timeout``), an
+``InputRequired`` returned as is to a client that takes it or asked on the call's
+stream and run again (handshake era), a ``tasks.Background`` handed back, and
+checking structured output. Whether a call becomes a task is ``tasks``' to decide.
 Schemas come from ``schema``, result content from ``content``.
 Must not know: HTTP, sockets, threads (beyond the registry's lock), sessions or the
 JSON-RPC envelope.
@@ -19,12 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
 
 from .errors import CallTimeout, LoopbackError
-from .jsonrpc import MissingClientCapability
+from .jsonrpc import JsonRpcError
 from .content import CONTENT_TYPES, InputRequired, error_result, to_call_result
 from .context import Context
 from .prompts import PromptRegistry
 from .catalog import Entries
 from .resources import ResourceRegistry
+from .tasks import BACKGROUND, Background
 from .schema import Output, SchemaError, ToolArgumentError, check_value, compile_output, compile_signature
 
 __all__ = ["CallBlocked", "SchemaError", "Tool", "ToolArgumentError", "ToolRegistry", "check_value"]
@@ -90,6 +94,8 @@ class Tool:
     output: Optional[Output] = field(default=None, repr=False)
     context_param: Optional[str] = field(default=None, repr=False)
     convert: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = field(default=None, repr=False)
+    task_support: str = "forbidden"  # "optional" | "required": may run as a task (``tasks``)
+    on_request: bool = False  # a task tool that runs on the request and returns ``tasks.Background``
 
     def definition(self) -> dict[str, Any]:
         """The ``Tool`` object of ``tools/list``."""
@@ -103,6 +109,8 @@ class Tool:
             tool["outputSchema"] = self.output.schema
         if self.annotations:
             tool["annotations"] = dict(self.annotations)
+        if self.task_support != "forbidden":
+            tool["execution"] = {"taskSupport": self.task_support}
         return tool
 
     def call(
@@ -145,26 +153,47 @@ class Tool:
         if self.context_param is not None:
             kwargs = {**kwargs, self.context_param: context}  # the hook may hold on to ``checked``
         func = self.func
-        try:
-            if runner is None:
-                value = func(**kwargs)
-            else:
-                value = runner(lambda: func(**kwargs), context)
-        except CallTimeout as exc:
-            _log.warning("tool %r timed out after %g s", self.name, exc.seconds)
-            return error_result(f"Tool {self.name!r} timed out after {exc.seconds:g} seconds")
-        except MissingClientCapability:
-            raise  # the request's protocol error (-32021, HTTP 400), not the tool's
-        # SystemExit and KeyboardInterrupt too: raised by a tool, they would otherwise
-        # unwind the connection thread and leave the client without an answer.
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            _log.warning("tool %r raised %s", self.name, type(exc).__name__)
-            _log.debug("tool %r failed", self.name, exc_info=True)
-            return error_result(f"Tool {self.name!r} failed: {_describe(exc)}")
-        if isinstance(value, InputRequired):
+        return self.outcome(lambda: func(**kwargs), context, runner)
+
+    def outcome(self, produce: Callable[[], Any], context: Context, runner: Optional[Runner] = None,
+                rounds: int = 8) -> dict[str, Any]:
+        """Run ``produce`` (the function, or a ``tasks.Background``'s work) and turn what it
+        returns or raises into a ``CallToolResult``.
+
+        An ``InputRequired`` goes back to a 2026-07-28 client as is; for a client of the
+        handshake era its requests are sent on the call's stream (``Context.request``)
+        and ``produce`` runs again with the answers, at most ``rounds`` times. A
+        ``Background`` is returned as ``{"_loopback_background": work}`` for the caller.
+        A ``JsonRpcError`` raised passes: it is the request's protocol error.
+        """
+        for _ in range(rounds):
+            try:
+                if runner is None:
+                    value = produce()
+                else:
+                    value = runner(produce, context)
+            except CallTimeout as exc:
+                _log.warning("tool %r timed out after %g s", self.name, exc.seconds)
+                return error_result(f"Tool {self.name!r} timed out after {exc.seconds:g} seconds")
+            except JsonRpcError:
+                raise  # a protocol error (-32021 for a capability, or the tool's own), not a tool error
+            # SystemExit and KeyboardInterrupt too: raised by a tool, they would otherwise
+            # unwind the connection thread and leave the client without an answer.
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                _log.warning("tool %r raised %s", self.name, type(exc).__name__)
+                _log.debug("tool %r failed", self.name, exc_info=True)
+                return error_result(f"Tool {self.name!r} failed: {_describe(exc)}")
+            if isinstance(value, Background):
+                return {BACKGROUND: value.work}
+            if not isinstance(value, InputRequired):
+                break
             if context.accepts_input_required:
                 return value.to_result()  # eras.after checks and seals it; the client retries
-            return error_result(f"Tool {self.name!r} needs input the client can give only over MCP 2026-07-28")
+            refusal = context.carry_out(value.requests, value.state)
+            if refusal is not None:
+                return error_result(f"Tool {self.name!r} needs input the client did not give: {refusal}")
+        else:
+            return error_result(f"Tool {self.name!r} asked for input more than {rounds} times")
         result = to_call_result(value, self.output)
         if self.output is not None and "structuredContent" in result:
             try:
@@ -200,6 +229,8 @@ class ToolRegistry:
         output_schema: Optional[Mapping[str, Any]] = None,
         owner_only: bool = False,
         replace: bool = False,
+        task: Optional[str] = None,
+        on_request: bool = False,
     ) -> Tool:
         """Register ``func`` as a tool and return it.
 
@@ -210,7 +241,16 @@ class ToolRegistry:
         whose scope is not "owner". A name already taken raises ``ValueError`` unless
         ``replace=True``; an unsupported annotation raises ``SchemaError`` (a
         ``TypeError``) naming the function and parameter.
+
+        ``task="optional"`` lets a client that can take a task (advertised as
+        ``execution.taskSupport``) get one at once while the function runs on the
+        server's task pool; ``task="required"`` refuses clients that cannot.
+        ``on_request=True``: the function runs on the request first and returns
+        ``loopback.Background(work)`` for the part that runs as the task.
         """
+        task_support = "forbidden" if task is None else task
+        if task_support not in ("forbidden", "optional", "required"):
+            raise ValueError(f"tool {name or getattr(func, '__name__', '')!r}: task must be 'optional', 'required' or None, not {task!r}")
         if not callable(func):
             raise TypeError(f"a tool must be callable, not {type(func).__name__}")
         tool_name = name if name is not None else getattr(func, "__name__", "")
@@ -242,6 +282,8 @@ class ToolRegistry:
             output=output,
             context_param=context_param,
             convert=convert,
+            task_support=task_support,
+            on_request=bool(on_request),
         )
         self._tools.add(tool_name, tool, replace=replace, taken=f"a tool named {tool_name!r} is already registered")
         return tool

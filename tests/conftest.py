@@ -216,7 +216,7 @@ def _loopback_threads() -> list[threading.Thread]:
 
 
 def _tool_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("loopback-tool:")]
+    return [t for t in threading.enumerate() if t.name.startswith(("loopback-tool:", "loopback-task:"))]
 
 
 @pytest.fixture

@@ -535,6 +535,91 @@ if completion is not None and resource is not None:
         return [v for v in ("1", "2", "3", "123") if v.startswith(value)]
 
 
+# -- tasks (the 2026-07-28 tasks extension, SEP-2663) -------------------------------
+
+Background = _api("Background")
+JsonRpcError = _api("JsonRpcError")
+
+
+def _sleep(ctx: Context, seconds: float) -> bool:
+    """Sleep up to ``seconds`` in small steps; False when the call was cancelled meanwhile."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ctx.cancelled:
+            return False
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    return not ctx.cancelled
+
+
+@tool
+def greet(name: str) -> str:
+    """Says hello (a synchronous tool)"""
+    return f"Hello, {name}!"
+
+
+if Background is not None:
+    @tool(task="optional")
+    def slow_compute(seconds: float, ctx: Context, label: str = "") -> str:
+        """Sleeps ``seconds`` then answers; a task when the client takes one"""
+        if not _sleep(ctx, seconds):
+            return f"cancelled: {label}"
+        return f"computed {label} after {seconds:g} s"
+
+    @tool(task="required")
+    def failing_job(ctx: Context) -> str:
+        """Fails with a tool error after about a second (a task only)"""
+        _sleep(ctx, 1.0)
+        raise RuntimeError("failing_job always fails")
+
+    @tool(task="optional")
+    def protocol_error_job(ctx: Context) -> str:
+        """Ends with a protocol error instead of a result"""
+        raise JsonRpcError(-32603, "protocol_error_job: internal failure")
+
+    @tool(task="optional")
+    def confirm_delete(filename: str, ctx: Context) -> Any:
+        """Asks the user to confirm before deleting a file (pretend)"""
+        got = _answers(ctx, "confirm")
+        if got is None:
+            return InputRequired({"confirm": _elicitation(f"Delete {filename}?", "confirm", "boolean")})
+        if got["confirm"].get("action") != "accept":
+            return f"kept {filename}"
+        return f"deleted {filename}"
+
+    @tool(task="optional")
+    def multi_input(ctx: Context) -> Any:
+        """Asks two questions at once"""
+        got = _answers(ctx, "first", "second")
+        if got is None:
+            return InputRequired({"first": _elicitation("First name?", "name"),
+                                  "second": _elicitation("Confirm?", "confirm", "boolean")})
+        return f"got {_elicited(got['first'], 'name')} and {_elicited(got['second'], 'name')}"
+
+    @tool(task="required", on_request=True)
+    def test_tool_with_task(ctx: Context) -> Any:
+        """Asks for a name on the request, then continues as a task"""
+        got = _answers(ctx, "user_name")
+        if got is None:
+            return InputRequired({"user_name": _elicitation("What is your name?", "name")})
+        name = _elicited(got["user_name"], "name")
+
+        def work() -> str:
+            _sleep(ctx, 0.2)
+            return f"Hello, {name}! (from a task)"
+
+        return Background(work)
+
+
+# SEP-2243: a tool whose arguments are mirrored into Mcp-Param-* headers.
+tool(lambda region, priority=0, verbose=False, **_: f"searched {region} (priority {priority}, verbose {verbose})",
+     name="test_custom_headers", description="A tool whose arguments clients mirror into Mcp-Param-* headers",
+     input_schema={"type": "object", "properties": {
+         "region": {"type": "string", "x-mcp-header": "Region"},
+         "priority": {"type": "integer", "x-mcp-header": "Priority"},
+         "verbose": {"type": "boolean", "x-mcp-header": "Verbose"},
+         "query": {"type": "string"}}, "required": ["region"]})
+
+
 # -- main ---------------------------------------------------------------------------------
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -19,9 +19,11 @@ then stateless) on a free port and runs:
 
 "Scored as the suite scores it": the requirement files' ``not_scored`` entries (pending
 scenarios, extensions, scenarios added after the revision's anchor release) run and are
-shown but do not fail the run. Prints every scenario's result, the reason for each failed
-check (from the suite's per-scenario checks.json), and the suite's summary lines; exits 1
-when a scored scenario fails, 2 when the suite cannot be installed or run. Stdlib only;
+reported apart from the scored ones. Every check counts: a failed check fails the run
+whether its scenario is scored or not. Prints every scenario's result, the reason for each
+failed check (from the suite's per-scenario checks.json), the suite's summary lines, and
+scored and unscored totals per run; exits 1 when any check fails (or a run prints no
+``Total:`` line), 2 when the suite cannot be installed or run. Stdlib only;
 the whole run takes a few seconds once installed (the install about 15 s).
 """
 
@@ -168,10 +170,24 @@ class Outcome:
     results: dict[str, bool]  # scenario -> passed
     not_scored: dict[str, str]  # scenario -> the suite's or our reason
     reasons: dict[str, list[str]]  # scenario -> failed checks
+    total: Optional[tuple[int, int]] = None  # the suite's "Total: N passed, M failed"
 
     @property
     def scored_failures(self) -> list[str]:
         return [name for name, ok in self.results.items() if not ok and name not in self.not_scored]
+
+    @property
+    def unscored_failures(self) -> list[str]:
+        return [name for name, ok in self.results.items() if not ok and name in self.not_scored]
+
+    @property
+    def failed(self) -> bool:
+        """Any failed check, scored or not, or no total to judge by."""
+        if not self.results:
+            return True
+        if self.total is not None and self.total[1] != 0:
+            return True
+        return any(not ok for ok in self.results.values())
 
 
 def _failed_checks(checks_file: Path) -> list[str]:
@@ -213,6 +229,8 @@ def run_suite(node: str, run: Run, url: str, scenario: Optional[str]) -> Outcome
                 results[match.group(2)] = match.group(1) == "✓" and match.group(4) == "0"
             elif in_summary and (match := _NOT_SCORED_LINE.match(line)):
                 not_scored.setdefault(match.group(2), f"suite: {match.group(3)}")
+        totals = re.findall(r"^\s*Total: (\d+) passed, (\d+) failed", output, re.M)
+        total = (int(totals[-1][0]), int(totals[-1][1])) if totals else None
         single = re.search(r"^Passed: \d+/\d+, (\d+) failed", output, re.M)
         if scenario and not results and single:  # one scenario: the suite prints no summary
             results[scenario] = single.group(1) == "0"
@@ -221,7 +239,7 @@ def run_suite(node: str, run: Run, url: str, scenario: Optional[str]) -> Outcome
             match = _RESULT_DIR.match(directory.name)
             if match and results.get(match.group(1)) is False and (directory / "checks.json").exists():
                 reasons[match.group(1)] = _failed_checks(directory / "checks.json")
-    return Outcome(run, returncode, output, results, not_scored, reasons)
+    return Outcome(run, returncode, output, results, not_scored, reasons, total)
 
 
 def report(outcome: Outcome) -> None:
@@ -235,17 +253,18 @@ def report(outcome: Outcome) -> None:
         mark = "PASS" if ok else "FAIL"
         _say(f"  {mark}  {name}" + (f"   [not scored: {why}]" if why else ""))
         reasons = outcome.reasons.get(name, []) if not ok else []
-        if why:  # an unscored failure: its first reasons, without details
-            reasons = [reason.split("\n")[0] for reason in reasons[:3]] + (["..."] if len(reasons) > 3 else [])
         for reason in reasons:
             _say(f"        - {reason}")
     at = outcome.output.find("=== SUMMARY")
     summary = outcome.output[at:].rstrip() if at >= 0 else outcome.output.rstrip().splitlines()[-1]
     _say("\n  suite summary:\n" + "\n".join("    " + line for line in summary.splitlines()))
-    failures = outcome.scored_failures
-    scored = [name for name in outcome.results if name not in outcome.not_scored]
-    _say(f"\n  scored: {len(scored) - len(failures)} passed, {len(failures)} failed"
-         + (f" ({', '.join(failures)})" if failures else ""))
+    for label, names, failures in (
+            ("scored", [n for n in outcome.results if n not in outcome.not_scored], outcome.scored_failures),
+            ("unscored", [n for n in outcome.results if n in outcome.not_scored], outcome.unscored_failures)):
+        _say(f"  {label}: {len(names) - len(failures)} scenarios passed, {len(failures)} failed"
+             + (f" ({', '.join(failures)})" if failures else ""))
+    if outcome.total is not None:
+        _say(f"  checks: Total: {outcome.total[0]} passed, {outcome.total[1]} failed")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -282,15 +301,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     _say("\n==== overall ====")
     failed = False
     for outcome in outcomes:
-        failures = outcome.scored_failures
-        broken = not outcome.results
-        failed |= bool(failures) or broken
-        state = "NO SUMMARY" if broken else ("ok" if not failures else f"{len(failures)} scored failing: "
-                                             + ", ".join(failures))
-        _say(f"  {outcome.run.label}: {state}")
-    total = sum(len(o.results) - len([n for n in o.results if n in o.not_scored]) for o in outcomes)
-    bad = sum(len(o.scored_failures) for o in outcomes)
-    _say(f"conformance: {total - bad} passed, {bad} failed (scored scenario runs, {time.monotonic() - started:.1f} s)")
+        failed |= outcome.failed
+        if not outcome.results:
+            state = "NO SUMMARY"
+        else:
+            state = "ok" if not outcome.failed else "FAILED"
+            if outcome.scored_failures:
+                state += f"; scored failing: {', '.join(outcome.scored_failures)}"
+            if outcome.unscored_failures:
+                state += f"; unscored failing: {', '.join(outcome.unscored_failures)}"
+        total = f"Total: {outcome.total[0]} passed, {outcome.total[1]} failed" if outcome.total else "no Total line"
+        _say(f"  {outcome.run.label}: {state} ({total})")
+    for label, pick in (("scored", lambda o, n: n not in o.not_scored), ("unscored", lambda o, n: n in o.not_scored)):
+        names = [(o, n) for o in outcomes for n in o.results if pick(o, n)]
+        bad = sum(1 for o, n in names if not o.results[n])
+        _say(f"conformance, {label}: {len(names) - bad} scenario runs passed, {bad} failed")
+    checks = [o.total for o in outcomes if o.total is not None]
+    _say(f"conformance checks: {sum(c[0] for c in checks)} passed, {sum(c[1] for c in checks)} failed "
+         f"({time.monotonic() - started:.1f} s)")
     return 1 if failed else 0
 
 

@@ -69,3 +69,19 @@ def test_the_host_program_example_runs_an_agent_with_its_own_token_and_cleans_up
     assert seen["token"] and seen["token"] not in seen["config"]  # the token came in env, not the file
     assert "${LOOPBACK_TOKEN}" in seen["config"]
     assert loopback.active_runtime() is None  # the example closes the server at the end
+
+
+def test_the_long_running_tools_example_runs() -> None:
+    """The 'Long-running tools' block: a task over real HTTP, polled and read back (asserts inside)."""
+    import threading
+
+    (block,) = [b for b in _python_blocks() if "def run_tests(" in b]
+    module = types.ModuleType("readme_tasks_example")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(block, "README.md", "exec", dont_inherit=True), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    assert module.task["status"] == "working"  # type: ignore[attr-defined]
+    assert module.result["content"][0]["text"] == "unit: 42 passed"  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name.startswith("loopback-task")]

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "loopback"
 # The pure core: bytes and dicts in, bytes and dicts out (DESIGN.md, "The shape").
 CORE = {
     "errors", "settings", "auth", "http11", "admission", "jsonrpc", "eras", "protocol", "context",
-    "catalog", "content", "schema", "tools", "resources", "prompts", "completions", "clients",
+    "catalog", "content", "schema", "tools", "resources", "prompts", "completions", "clients", "tasks",
+    "subscriptions",
 }
 # The shell: sockets, selectors, threads, processes, files, process-wide state.
 SHELL = {"connection", "streams", "sessions", "workers", "server", "lifecycle", "host", "cli", "demo", "private",

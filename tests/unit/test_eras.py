@@ -253,7 +253,7 @@ def test_mcp_name_is_ignored_on_methods_that_name_nothing() -> None:
 # -- methods ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", sorted(eras.REMOVED_METHODS) + ["unknown/method", "subscriptions/listen"])
+@pytest.mark.parametrize("method", sorted(eras.REMOVED_METHODS) + ["unknown/method"])
 def test_removed_and_unknown_methods_are_method_not_found(method: str) -> None:
     error = refusal(body(method, id=500))
     assert error.code == METHOD_NOT_FOUND and method in error.message
@@ -272,8 +272,9 @@ def test_discover_advertises_versions_capabilities_identity_and_cache_hints() ->
     assert result["instructions"] == "Use add."
     capabilities = result["capabilities"]
     assert "tools" in capabilities
-    for value in capabilities.values():  # nothing this era would deliver on subscriptions/listen
-        assert "listChanged" not in value and "subscribe" not in value
+    # delivered on subscriptions/listen in this era
+    assert capabilities["tools"] == {"listChanged": True}
+    assert capabilities["resources"] == {"subscribe": True, "listChanged": True}
     for name, method in (("prompts", "prompts/list"), ("resources", "resources/list"),
                          ("completions", "completion/complete")):
         assert (name in capabilities) == (method in protocol.METHODS)
