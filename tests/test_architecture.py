@@ -13,10 +13,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "loopback"
 # The pure core: bytes and dicts in, bytes and dicts out (DESIGN.md, "The shape").
 CORE = {
     "errors", "settings", "auth", "http11", "admission", "jsonrpc", "eras", "protocol", "context",
-    "catalog", "content", "schema", "tools", "resources", "prompts", "completions", "clients",
+    "catalog", "content", "schema", "tools", "resources", "prompts", "completions", "clients", "calllog",
 }
 # The shell: sockets, selectors, threads, processes, files, process-wide state.
 SHELL = {"connection", "streams", "sessions", "workers", "server", "lifecycle", "host", "cli", "demo", "private",
+         "callsinks",
          "stdio",
          "__main__", "__init__"}
 # What no core module may import, directly or through another module of the package.

@@ -1,0 +1,448 @@
+"""Call records: what one MCP request did, as data, as a line and as JSON, and the figures
+kept from them.
+
+Owns: ``Note`` (what the shell jots down while it serves one request: times, the grant,
+the decoded body, the answer or the error, the status and sizes), ``CallRecord`` (the
+record made from a note: time, principal, method, tool/resource/prompt name, duration,
+outcome, HTTP status, JSON-RPC code, bytes in and out, protocol era, and the arguments
+only when the settings opt in), the readable line (``format_line``), the JSON Lines form
+(``to_json``), the ``logging`` extras (``as_extra``), the scrubbing of every value bound
+to the grant (its headers, its token) out of logged arguments, and ``Stats`` (calls,
+errors and p50/p95 duration per tool, per principal and per method, in bounded memory).
+Must not know: sockets, files, threads (beyond a lock that guards the figures), where
+records go (``callsinks``), or how requests are served (``connection``).
+
+Outcomes: ``ok``; ``tool_error`` (a ``tools/call`` answered with ``isError: true``);
+``error`` (a JSON-RPC error answer: ``code`` says which); ``refused`` (an HTTP refusal
+before dispatch, at admission, reading the body or naming a session: ``status`` says
+which); ``dropped`` (the client left, or the connection broke, before an answer went out).
+Arguments and results are never in a record unless ``Settings.log_arguments`` asks for
+argument names, or values through ``Settings.redact_arguments``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import threading
+from typing import Any, Mapping, Optional
+
+from .auth import Grant
+from .errors import HttpError, ProtocolError
+from .settings import Settings
+
+OK = "ok"
+TOOL_ERROR = "tool_error"
+ERROR = "error"
+REFUSED = "refused"
+DROPPED = "dropped"
+OUTCOMES = (OK, TOOL_ERROR, ERROR, REFUSED, DROPPED)
+
+ANONYMOUS = "anonymous"  # authentication is off
+UNKNOWN = "-"  # refused before (or without) a principal being established
+
+MODERN_ERA = "2026-07-28"
+_HEADERLESS_ERA = "2025-03-26"
+_KNOWN_ERAS = frozenset({"2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"})
+# Which params field names the thing a method acts on.
+_NAME_FIELDS = {
+    "tools/call": "name", "prompts/get": "name", "resources/read": "uri",
+    "resources/subscribe": "uri", "resources/unsubscribe": "uri",
+}
+_REDACTED = "[redacted]"
+_MAX_TEXT = 120  # a client-chosen method or name is cut to this many characters in a record
+
+
+def principal_of(grant: Optional[Grant], authenticated: bool) -> str:
+    """Who made a request, for people: the grant's label, else its scope (``owner`` for the
+    owner token); never the token."""
+    if grant is None:
+        return UNKNOWN if authenticated else ANONYMOUS
+    return grant.label if grant.label is not None else grant.scope
+
+
+def _text(value: Any) -> Optional[str]:
+    """A client-chosen string made safe to print: no control characters, bounded."""
+    if not isinstance(value, str):
+        return None
+    text: str = value
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
+
+
+class Note:
+    """What the shell writes down while it serves one request; ``build`` makes the record."""
+
+    __slots__ = ("wall", "start", "grant", "authenticated", "version_header", "payload", "modern",
+                 "bytes_in", "status", "bytes_out", "error", "answer")
+
+    def __init__(self, wall: float, start: float) -> None:
+        self.wall = wall  # time.time() when the head had arrived
+        self.start = start  # time.perf_counter() then
+        self.grant: Optional[Grant] = None
+        self.authenticated = True  # False when the server checks no token
+        self.version_header: Optional[str] = None
+        self.payload: Any = None  # the decoded body, once decoded
+        self.modern = False
+        self.bytes_in = 0
+        self.status: Optional[int] = None  # None: nothing was answered
+        self.bytes_out = 0
+        self.error: Optional[ProtocolError] = None
+        self.answer: Any = None
+
+
+class CallRecord:
+    """One request, as logged. ``grant`` is kept for filtering and never written out."""
+
+    __slots__ = ("time", "principal", "method", "name", "outcome", "status", "code", "duration_ms",
+                 "bytes_in", "bytes_out", "era", "arguments", "grant")
+
+    FIELDS = ("time", "principal", "method", "name", "outcome", "status", "code", "duration_ms",
+              "bytes_in", "bytes_out", "era")
+
+    def __init__(self, *, time: float, principal: str, method: Optional[str], name: Optional[str],
+                 outcome: str, status: Optional[int], code: Optional[int], duration_ms: float,
+                 bytes_in: int, bytes_out: int, era: Optional[str], arguments: Any = None,
+                 grant: Optional[Grant] = None) -> None:
+        self.time = time  # seconds since the epoch, when the request's head had arrived
+        self.principal = principal
+        self.method = method
+        self.name = name
+        self.outcome = outcome
+        self.status = status
+        self.code = code
+        self.duration_ms = duration_ms
+        self.bytes_in = bytes_in
+        self.bytes_out = bytes_out
+        self.era = era
+        self.arguments = arguments  # None unless opted in: a list of names or a redacted mapping
+        self.grant = grant
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields, ``time`` as ISO 8601 UTC; ``arguments`` only when there are some."""
+        data: dict[str, Any] = {field: getattr(self, field) for field in self.FIELDS}
+        data["time"] = iso_time(self.time)
+        if self.arguments is not None:
+            data["arguments"] = self.arguments
+        return data
+
+    def __repr__(self) -> str:
+        return f"<CallRecord {format_line(self)}>"
+
+
+def iso_time(timestamp: float) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def describe(payload: Any) -> tuple[Optional[str], Optional[str]]:
+    """(method, name) of a decoded body: the tool, prompt or resource a request names.
+
+    A batch is ``batch``; a client's answer to one of our requests is ``response``.
+    """
+    if isinstance(payload, list):
+        return "batch", None
+    if not isinstance(payload, dict):
+        return None, None
+    method = payload.get("method")
+    if method is None:
+        return ("response", None) if "id" in payload else (None, None)
+    field = _NAME_FIELDS.get(method) if isinstance(method, str) else None
+    name = None
+    if field is not None:
+        params = payload.get("params")
+        if isinstance(params, dict):
+            name = _text(params.get(field))
+    return _text(method), name
+
+
+def era_of(payload: Any, version_header: Optional[str], modern: bool) -> Optional[str]:
+    """The protocol revision a request spoke: 2026-07-28, the header's, what an
+    ``initialize`` asked for, or the headerless default; None for an unknown one."""
+    if modern:
+        return MODERN_ERA
+    if version_header is not None:
+        version = version_header.strip()
+        return version if version in _KNOWN_ERAS else None
+    if isinstance(payload, dict) and payload.get("method") == "initialize":
+        params = payload.get("params")
+        requested = params.get("protocolVersion") if isinstance(params, dict) else None
+        return requested if requested in _KNOWN_ERAS else None
+    return _HEADERLESS_ERA
+
+
+def _answer_outcome(answer: Any, method: Optional[str]) -> tuple[str, Optional[int]]:
+    if isinstance(answer, list):
+        outcome, code = OK, None
+        for item in answer:
+            item_outcome, item_code = _answer_outcome(item, None)
+            if item_outcome == ERROR:
+                return ERROR, item_code
+            if item_outcome == TOOL_ERROR:
+                outcome = TOOL_ERROR
+        return outcome, code
+    if not isinstance(answer, dict):
+        return OK, None
+    error = answer.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        return ERROR, code if isinstance(code, int) else None
+    result = answer.get("result")
+    if isinstance(result, dict) and result.get("isError") is True:
+        return TOOL_ERROR, None
+    return OK, None
+
+
+def outcome_of(note: Note, method: Optional[str]) -> tuple[str, Optional[int]]:
+    """(outcome, JSON-RPC code) of a served request."""
+    if note.status is None:
+        return DROPPED, None
+    error = note.error
+    if isinstance(error, HttpError):
+        return REFUSED, None
+    if error is not None:
+        return ERROR, error.code
+    return _answer_outcome(note.answer, method)
+
+
+def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every string that holds one of ``secrets`` replaced by ``[redacted]``
+    (in mappings, their keys too, and in sequences)."""
+    if isinstance(value, str):
+        return _REDACTED if any(secret in value for secret in secrets) else value
+    if isinstance(value, Mapping):
+        return {scrub(str(key), secrets): scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(item, secrets) for item in value]
+    return value
+
+
+def _grant_secrets(grant: Optional[Grant]) -> tuple[str, ...]:
+    if grant is None:
+        return ()
+    return tuple(value for value in (grant.token, *grant.headers.values()) if value)
+
+
+def logged_arguments(settings: Settings, method: Optional[str], name: Optional[str], payload: Any,
+                     grant: Optional[Grant]) -> Any:
+    """What a record shows of a ``tools/call``'s arguments: None (the default), their names,
+    or what ``settings.redact_arguments`` returns; never a value bound to the grant."""
+    mode = settings.log_arguments
+    if mode is None or method != "tools/call" or not isinstance(payload, dict):
+        return None
+    params = payload.get("params")
+    arguments = params.get("arguments") if isinstance(params, dict) else None
+    if not isinstance(arguments, dict):
+        return None
+    if mode == "names":
+        shown: Any = sorted(str(key) for key in arguments)
+    else:
+        hook = settings.redact_arguments
+        assert hook is not None  # Settings checks it
+        try:
+            shown = hook(name or "", dict(arguments))
+        except Exception as exc:  # a hook that fails logs no value at all
+            return {"error": f"redact_arguments raised {type(exc).__name__}"}
+        shown = json.loads(json.dumps(shown, default=repr))  # JSON-able, and a copy
+    return scrub(shown, _grant_secrets(grant))
+
+
+def build(note: Note, end: float, settings: Settings) -> CallRecord:
+    """The record of a served request; ``end`` is ``time.perf_counter()`` after its answer."""
+    method, name = describe(note.payload)
+    outcome, code = outcome_of(note, method)
+    return CallRecord(
+        time=note.wall, principal=principal_of(note.grant, note.authenticated), method=method, name=name,
+        outcome=outcome, status=note.status, code=code, duration_ms=round((end - note.start) * 1000.0, 3),
+        bytes_in=note.bytes_in, bytes_out=note.bytes_out,
+        era=era_of(note.payload, note.version_header, note.modern) if note.payload is not None else None,
+        arguments=logged_arguments(settings, method, name, note.payload, note.grant),
+        grant=note.grant,
+    )
+
+
+# --- forms ---------------------------------------------------------------------------------
+
+
+def _outcome_text(record: CallRecord) -> str:
+    if record.outcome == ERROR:
+        return f"error {record.code}" if record.code is not None else "error"
+    if record.outcome == REFUSED:
+        return f"refused {record.status}"
+    if record.outcome == TOOL_ERROR:
+        return "tool error"
+    return record.outcome
+
+
+def format_line(record: CallRecord, clock: Optional[str] = None) -> str:
+    """One readable line, as an access log shows it::
+
+        19:12:14 claude#1 tools/call add -> ok 0.81 ms 87 B in 120 B out 2025-11-25
+
+    ``clock`` replaces the time of day (the caller may format it in local time).
+    """
+    when = clock if clock is not None else iso_time(record.time)[11:19]
+    what = record.method or "-"
+    if record.name is not None:
+        what = f"{what} {record.name}"
+    line = (f"{when} {record.principal} {what} -> {_outcome_text(record)} {record.duration_ms:.2f} ms "
+            f"{record.bytes_in} B in {record.bytes_out} B out")
+    if record.era is not None:
+        line += f" {record.era}"
+    if record.arguments is not None:
+        line += " args=" + json.dumps(record.arguments, separators=(",", ":"), sort_keys=True)
+    return line
+
+
+def to_json(record: CallRecord) -> str:
+    """One JSON Lines line (with its newline), ASCII only."""
+    return json.dumps(record.as_dict(), separators=(",", ":")) + "\n"
+
+
+def as_extra(record: CallRecord) -> dict[str, Any]:
+    """``logging`` extras: every field as ``call_<field>`` (``name`` is taken by LogRecord)
+    and the record itself as ``call``."""
+    extra: dict[str, Any] = {f"call_{field}": getattr(record, field) for field in CallRecord.FIELDS}
+    extra["call_arguments"] = record.arguments
+    extra["call"] = record
+    return extra
+
+
+# --- figures -------------------------------------------------------------------------------
+
+_SUB_BUCKETS = 32  # per power of two: a duration is known to within 1/64 (about 1.6 %)
+MAX_KEYS = 256  # names per table; more (client-chosen methods, say) are counted under OTHER
+OTHER = "(other)"
+
+
+def _bucket(seconds: float) -> int:
+    if seconds <= 0:
+        return -(1 << 30)
+    mantissa, exponent = math.frexp(seconds)  # seconds = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    return exponent * _SUB_BUCKETS + int((mantissa - 0.5) * 2 * _SUB_BUCKETS)
+
+
+def _bucket_value(bucket: int) -> float:
+    """The middle of a bucket, in seconds."""
+    if bucket == -(1 << 30):
+        return 0.0
+    exponent, sub = divmod(bucket, _SUB_BUCKETS)
+    return math.ldexp(0.5 + (sub + 0.5) / (2 * _SUB_BUCKETS), exponent)
+
+
+class _Figures:
+    __slots__ = ("calls", "errors", "total", "max", "histogram")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors = 0
+        self.total = 0.0
+        self.max = 0.0
+        self.histogram: dict[int, int] = {}
+
+    def add(self, seconds: float, failed: bool) -> None:
+        self.calls += 1
+        self.errors += failed
+        self.total += seconds
+        if seconds > self.max:
+            self.max = seconds
+        bucket = _bucket(seconds)
+        histogram = self.histogram
+        histogram[bucket] = histogram.get(bucket, 0) + 1
+
+    def percentile(self, fraction: float) -> float:
+        """By nearest rank, in seconds (the middle of its bucket, never above the maximum)."""
+        rank = max(1, math.ceil(fraction * self.calls))
+        seen = 0
+        for bucket in sorted(self.histogram):
+            seen += self.histogram[bucket]
+            if seen >= rank:
+                return min(_bucket_value(bucket), self.max)
+        return self.max
+
+    def summary(self) -> dict[str, Any]:
+        return {"calls": self.calls, "errors": self.errors,
+                "p50_ms": round(self.percentile(0.50) * 1000, 3),
+                "p95_ms": round(self.percentile(0.95) * 1000, 3),
+                "max_ms": round(self.max * 1000, 3),
+                "mean_ms": round(self.total / self.calls * 1000, 3) if self.calls else 0.0}
+
+
+def _figures(table: dict[str, _Figures], key: str) -> _Figures:
+    figures = table.get(key)
+    if figures is None:
+        if len(table) >= MAX_KEYS:
+            key = OTHER
+            figures = table.get(key)
+        if figures is None:
+            figures = table[key] = _Figures()
+    return figures
+
+
+class Stats:
+    """Figures since start, per tool (``tools/call`` by tool name), per principal and per
+    method: calls, errors (every outcome but ``ok``), p50/p95/max/mean duration. Memory is
+    bounded: a histogram of 32 buckets per octave per name, at most ``MAX_KEYS`` names per
+    table (the rest under ``(other)``), and a tool is named only once a call of it has been
+    answered (an unknown tool's name is never a key)."""
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self._lock = threading.Lock()
+        self._total = _Figures()
+        self._tools: dict[str, _Figures] = {}
+        self._principals: dict[str, _Figures] = {}
+        self._methods: dict[str, _Figures] = {}
+
+    def add(self, record: CallRecord) -> None:
+        seconds = record.duration_ms / 1000.0
+        failed = record.outcome != OK
+        method = record.method or "-"
+        tool = record.name if method == "tools/call" else None
+        known_tool = record.outcome in (OK, TOOL_ERROR)  # the tool exists: it answered
+        with self._lock:
+            self._total.add(seconds, failed)
+            _figures(self._principals, record.principal).add(seconds, failed)
+            _figures(self._methods, method).add(seconds, failed)
+            if tool is not None and (known_tool or tool in self._tools):
+                _figures(self._tools, tool).add(seconds, failed)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"since", "calls", "errors", "tools": {name: figures}, "principals": {...},
+        "methods": {...}}``; figures are ``calls``, ``errors``, ``p50_ms``, ``p95_ms``,
+        ``max_ms`` and ``mean_ms``."""
+        with self._lock:
+            total = self._total.summary()
+            return {
+                "since": iso_time(self.since), "calls": total["calls"], "errors": total["errors"],
+                "p50_ms": total["p50_ms"], "p95_ms": total["p95_ms"],
+                "tools": {key: figures.summary() for key, figures in sorted(self._tools.items())},
+                "principals": {key: figures.summary() for key, figures in sorted(self._principals.items())},
+                "methods": {key: figures.summary() for key, figures in sorted(self._methods.items())},
+            }
+
+
+def format_summary(stats: Mapping[str, Any], seconds: Optional[float] = None) -> str:
+    """A short table of ``Stats.snapshot()``: a total line, one row per tool, and one line
+    for the other methods."""
+    calls, errors = stats["calls"], stats["errors"]
+    head = f"loopback: {calls} request{'s' if calls != 1 else ''}, {errors} error{'s' if errors != 1 else ''}"
+    if seconds is not None:
+        head += f" in {seconds:.1f} s"
+    lines = [head]
+    tools = stats["tools"]
+    if tools:
+        width = max(12, *(len(name) for name in tools))
+        lines.append(f"  {'tool':<{width}} {'calls':>6} {'errors':>6} {'p50 ms':>9} {'p95 ms':>9}")
+        for name, figures in tools.items():
+            lines.append(f"  {name:<{width}} {figures['calls']:>6} {figures['errors']:>6} "
+                         f"{figures['p50_ms']:>9.2f} {figures['p95_ms']:>9.2f}")
+    else:
+        lines.append("  no tool was called")
+    others = [f"{method} {figures['calls']}" for method, figures in stats["methods"].items()
+              if method != "tools/call"]
+    if others:
+        lines.append("  other requests: " + ", ".join(others))
+    return "\n".join(lines)
