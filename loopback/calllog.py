@@ -26,7 +26,7 @@ import datetime
 import json
 import math
 import threading
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Collection, Mapping, Optional
 
 from .auth import Grant
 from .errors import HttpError, ProtocolError
@@ -163,13 +163,14 @@ def era_of(payload: Any, version_header: Optional[str], modern: bool) -> Optiona
     ``initialize`` asked for, or the headerless default; None for an unknown one."""
     if modern:
         return MODERN_ERA
+    if isinstance(payload, dict) and payload.get("method") == "initialize":  # the header does not bind it
+        params = payload.get("params")
+        requested = params.get("protocolVersion") if isinstance(params, dict) else None
+        if isinstance(requested, str) and requested in _KNOWN_ERAS:
+            return requested
     if version_header is not None:
         version = version_header.strip()
         return version if version in _KNOWN_ERAS else None
-    if isinstance(payload, dict) and payload.get("method") == "initialize":
-        params = payload.get("params")
-        requested = params.get("protocolVersion") if isinstance(params, dict) else None
-        return requested if requested in _KNOWN_ERAS else None
     return _HEADERLESS_ERA
 
 
@@ -225,10 +226,16 @@ def _grant_secrets(grant: Optional[Grant]) -> tuple[str, ...]:
     return tuple(value for value in (grant.token, *grant.headers.values()) if value)
 
 
+Declared = Callable[[str], Collection[str]]  # a tool's name -> the argument names its schema declares
+
+
 def logged_arguments(settings: Settings, method: Optional[str], name: Optional[str], payload: Any,
-                     grant: Optional[Grant]) -> Any:
+                     grant: Optional[Grant], declared: Optional[Declared] = None) -> Any:
     """What a record shows of a ``tools/call``'s arguments: None (the default), their names,
-    or what ``settings.redact_arguments`` returns; never a value bound to the grant."""
+    or what ``settings.redact_arguments`` returns; never a value bound to the grant.
+
+    Names are the client's keys: only those the tool's schema declares (``declared``) are
+    shown, the others counted (``"(2 undeclared)"``), since a key can carry any value."""
     mode = settings.log_arguments
     if mode is None or method != "tools/call" or not isinstance(payload, dict):
         return None
@@ -237,7 +244,11 @@ def logged_arguments(settings: Settings, method: Optional[str], name: Optional[s
     if not isinstance(arguments, dict):
         return None
     if mode == "names":
-        shown: Any = sorted(str(key) for key in arguments)
+        known = declared(name or "") if declared is not None else ()
+        shown: Any = sorted(key for key in arguments if key in known)
+        others = len(arguments) - len(shown)
+        if others:
+            shown.append(f"({others} undeclared)")
     else:
         hook = settings.redact_arguments
         assert hook is not None  # Settings checks it
@@ -249,7 +260,7 @@ def logged_arguments(settings: Settings, method: Optional[str], name: Optional[s
     return scrub(shown, _grant_secrets(grant))
 
 
-def build(note: Note, end: float, settings: Settings) -> CallRecord:
+def build(note: Note, end: float, settings: Settings, declared: Optional[Declared] = None) -> CallRecord:
     """The record of a served request; ``end`` is ``time.perf_counter()`` after its answer."""
     method, name = describe(note.payload)
     outcome, code = outcome_of(note, method)
@@ -258,7 +269,7 @@ def build(note: Note, end: float, settings: Settings) -> CallRecord:
         outcome=outcome, status=note.status, code=code, duration_ms=round((end - note.start) * 1000.0, 3),
         bytes_in=note.bytes_in, bytes_out=note.bytes_out,
         era=era_of(note.payload, note.version_header, note.modern) if note.payload is not None else None,
-        arguments=logged_arguments(settings, method, name, note.payload, note.grant),
+        arguments=logged_arguments(settings, method, name, note.payload, note.grant, declared),
         grant=note.grant,
     )
 

@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Collection, Optional, TextIO
 
 from . import calllog
 from .auth import Grant
@@ -130,8 +130,9 @@ class AuditFile:
 class CallLog:
     """The records of one server: who wants them, and the figures kept from them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: Any = None) -> None:
         self.settings = settings
+        self._registry = registry  # what argument names each tool declares (log_arguments="names")
         self.stats = Stats(time.time()) if settings.stats else None
         self._sinks: tuple[tuple[Sink, Optional[Grant]], ...] = ()
         self._lock = threading.Lock()
@@ -191,7 +192,7 @@ class CallLog:
 
     def finish(self, note: Note) -> None:
         """Make the record of a served request and hand it to whatever wants it."""
-        record = calllog.build(note, time.perf_counter(), self.settings)
+        record = calllog.build(note, time.perf_counter(), self.settings, self._declared)
         if self.stats is not None:
             self.stats.add(record)
         for sink, principal in self._sinks:
@@ -202,6 +203,12 @@ class CallLog:
                     _log.exception("a call-record sink failed")
         if _calls_log.isEnabledFor(logging.INFO):
             _calls_log.info("%s", calllog.format_line(record), extra=calllog.as_extra(record))
+
+    def _declared(self, tool_name: str) -> Collection[str]:
+        tool = self._registry.get(tool_name) if self._registry is not None else None
+        schema = getattr(tool, "input_schema", None)
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        return properties.keys() if isinstance(properties, dict) else ()
 
     def close(self) -> None:
         """Close every audit file (the server has closed; a late record is dropped)."""

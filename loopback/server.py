@@ -359,7 +359,7 @@ class LoopbackServer:
         self.tokens: Optional[TokenStore] = TokenStore() if require_auth else None
         self._grant: Optional[Grant] = self.tokens.issue(token=token) if self.tokens else None
         try:
-            self.calls = CallLog(self.settings)  # opens Settings.audit_path
+            self.calls = CallLog(self.settings, self.registry)  # opens Settings.audit_path
         except OSError as exc:
             raise StartError(f"cannot open the audit file {self.settings.audit_path}: {exc.strerror or exc}") from None
         try:
