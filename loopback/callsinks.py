@@ -192,7 +192,13 @@ class CallLog:
 
     def finish(self, note: Note) -> None:
         """Make the record of a served request and hand it to whatever wants it."""
-        record = calllog.build(note, time.perf_counter(), self.settings, self._declared)
+        end = time.perf_counter()
+        logger_on = _calls_log.isEnabledFor(logging.INFO)
+        if not self._sinks and not logger_on:
+            if self.stats is not None:  # only the figures want it: no record to make
+                self.stats.add_note(note, end)
+            return
+        record = calllog.build(note, end, self.settings, self._declared)
         if self.stats is not None:
             self.stats.add(record)
         for sink, principal in self._sinks:
@@ -201,7 +207,7 @@ class CallLog:
                     sink(record)
                 except Exception:  # a host's sink must not break a call
                     _log.exception("a call-record sink failed")
-        if _calls_log.isEnabledFor(logging.INFO):
+        if logger_on:
             _calls_log.info("%s", calllog.format_line(record), extra=calllog.as_extra(record))
 
     def _declared(self, tool_name: str) -> Collection[str]:
