@@ -9,19 +9,22 @@ Stdlib only; run from a checkout::
 Servers, each in a process of its own (``add(a, b)`` plus a ``cpu`` tool that returns the
 process's CPU time, ``time.process_time()``: every thread, nanosecond resolution):
 
-  base   ``Settings(stats=False)``, no sink, ``loopback.calls`` logger off: nothing wants
-         records, so a request pays only the check ``CallLog.wanted()`` (the floor).
-  off    the defaults: no sink, logger off, figures kept for ``server.stats()``.
-  line   the defaults plus ``serve``'s readable line per call (``StreamSink``) on stderr,
-         which goes to a file.
-  audit  the defaults plus an audit file (``Settings(audit_path=...)``).
-  before (with ``--before DIR``) a checkout of loopback from before the call log.
+  off    the defaults: no sink, the ``loopback.calls`` logger off, no figures: nothing
+         wants records, so a request pays only the check ``CallLog.wanted()``.
+  stats  figures kept for ``server.stats()`` (``Settings(stats=True)``), no sink.
+  line   ``serve``'s readable line per call (``StreamSink``) on stderr, which goes to a file.
+  audit  an audit file (``Settings(audit_path=...)``).
+  before (with ``--before DIR``) a checkout of loopback from before the call log, with its
+         defaults: what ``off`` costs is ``off`` against ``before``.
+
+off, stats, line and audit are one server process whose call log is set up between blocks
+(a ``mode`` tool): no difference of memory layout between processes blurs them.
 
 The client (this process) keeps one keep-alive connection per server. A round measures
 every server once, in an order that rotates from round to round, so a noisy machine's
 drift hits all alike: per server, ``cpu``, ``--calls`` calls of ``add``, ``cpu``; the
 difference over the calls is that server's CPU per call. Reported: the median over the
-rounds per server, and its ratio to ``base`` (and to ``before``). Loopback only; bounded
+rounds per mode, and its ratio to ``off`` (and to ``before``). Loopback only; bounded
 in rounds and calls.
 """
 
@@ -58,16 +61,25 @@ def cpu() -> float:
     "CPU seconds of this process."
     return time.process_time()
 
-options = {}
-if mode == "base":
-    options["stats"] = False
-if mode == "audit":
-    options["audit_path"] = sys.argv[3]
-settings = loopback.Settings(**options) if options else None
-server = loopback.start(0, registry=registry, settings=settings)
-if mode == "line":
+server = loopback.start(0, registry=registry)
+
+if mode == "switch":  # one process, its call log set between blocks (the same process: no layout bias)
+    from loopback.calllog import Stats
     from loopback.callsinks import StreamSink
-    server.add_call_sink(StreamSink(sys.stderr))
+    stops = []
+
+    @registry.tool
+    def mode(name: str) -> str:
+        "Set the call log up as the benchmark mode NAME says."
+        while stops:
+            stops.pop()()
+        server.calls.stats = Stats(time.time()) if name == "stats" else None
+        if name == "line":
+            stops.append(server.add_call_sink(StreamSink(sys.stderr)))
+        if name == "audit":
+            stops.append(server.add_audit(sys.argv[3]))
+        return name
+
 print(server.port, server.token, flush=True)
 sys.stdin.read()  # until the benchmark closes our stdin
 server.close()
@@ -77,7 +89,7 @@ server.close()
 class Served:
     def __init__(self, name: str, tree: str, scratch: str) -> None:
         self.name = name
-        mode = name if name != "before" else "base-old"
+        mode = "switch" if name != "before" else "before"
         self.stderr_path = os.path.join(scratch, f"{name}.stderr")
         stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
@@ -97,8 +109,8 @@ class Served:
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}})
         assert "result" in answer, answer
         self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        self.cpu_us: list[float] = []
-        self.wall_us: list[float] = []
+        self.cpu_us: dict[str, list[float]] = {}
+        self.wall_us: dict[str, list[float]] = {}
 
     def post(self, message: dict[str, Any]) -> Any:
         self.conn.request("POST", "/mcp", json.dumps(message).encode(), self.headers)
@@ -117,7 +129,14 @@ class Served:
         answer = self.post({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "cpu", "arguments": {}}})
         return float(answer["result"]["structuredContent"]["result"])
 
-    def block(self, calls: int) -> None:
+    def set_mode(self, mode: str) -> None:
+        answer = self.post({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                            "params": {"name": "mode", "arguments": {"name": mode}}})
+        assert answer["result"]["structuredContent"]["result"] == mode, answer
+
+    def block(self, mode: str, calls: int) -> None:
+        if self.name != "before":
+            self.set_mode(mode)
         body = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                            "params": {"name": "add", "arguments": {"a": 1, "b": 2}}}).encode()
         conn, headers = self.conn, self.headers
@@ -131,8 +150,8 @@ class Served:
                 raise RuntimeError(f"{self.name}: unexpected answer {response.status} {data[:200]!r}")
         wall = time.perf_counter() - start
         end_cpu = self.cpu()
-        self.cpu_us.append((end_cpu - start_cpu) / (calls + 1) * 1e6)  # us per call (the cpu call included)
-        self.wall_us.append(wall / calls * 1e6)
+        self.cpu_us.setdefault(mode, []).append((end_cpu - start_cpu) / (calls + 1) * 1e6)  # us per call
+        self.wall_us.setdefault(mode, []).append(wall / calls * 1e6)
 
     def close(self) -> None:
         try:
@@ -152,47 +171,54 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--calls", type=int, default=400, help="calls per server per round (default 400)")
     parser.add_argument("--before", default=None, metavar="DIR",
                         help="a directory holding a loopback package from before the call log")
-    parser.add_argument("--modes", default="base,off,line,audit", help="servers to compare (default all)")
+    parser.add_argument("--modes", default="off,stats,line,audit", help="modes to compare (default all)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the figures here too")
     args = parser.parse_args(argv)
     names = [name for name in args.modes.split(",") if name]
-    if args.before:
-        names.append("before")
     with tempfile.TemporaryDirectory(prefix="loopback-calllog-bench-") as scratch:
-        servers = []
+        served = Served("loopback", ROOT, scratch)
+        before = Served("before", args.before, scratch) if args.before else None
+        blocks = [(served, name) for name in names] + ([(before, "before")] if before else [])
         try:
-            for name in names:
-                servers.append(Served(name, args.before if name == "before" else ROOT, scratch))
-            for server in servers:  # warm-up
-                server.block(100)
-                server.cpu_us.clear()
-                server.wall_us.clear()
+            for server, name in blocks:  # warm-up
+                server.block(name, 100)
+            for server in (served, before):
+                if server is not None:
+                    server.cpu_us.clear()
+                    server.wall_us.clear()
             for round_number in range(args.rounds):
-                shift = round_number % len(servers)
-                for server in servers[shift:] + servers[:shift]:
-                    server.block(args.calls)
-            line_bytes = os.path.getsize(os.path.join(scratch, "line.stderr")) if "line" in names else 0
-            audit_bytes = os.path.getsize(os.path.join(scratch, "audit.jsonl")) if "audit" in names else 0
+                shift = round_number % len(blocks)
+                for server, name in blocks[shift:] + blocks[:shift]:
+                    server.block(name, args.calls)
+            line_bytes = os.path.getsize(os.path.join(scratch, "loopback.stderr"))
+            audit_path = os.path.join(scratch, "loopback.jsonl")
+            audit_bytes = os.path.getsize(audit_path) if os.path.exists(audit_path) else 0
         finally:
-            for server in servers:
-                server.close()
-    base = {server.name: statistics.median(server.cpu_us) for server in servers}
+            served.close()
+            if before is not None:
+                before.close()
+    cpu_us = {name: server.cpu_us[name] for server, name in blocks}
+    wall_us = {name: server.wall_us[name] for server, name in blocks}
+    base = {name: statistics.median(values) for name, values in cpu_us.items()}
     print(f"Python {sys.version.split()[0]}, {args.rounds} rounds x {args.calls} calls per server, "
           f"interleaved; server CPU per tools/call (all threads), median over rounds")
-    print(f"  {'server':8} {'CPU us/call':>12} {'vs base':>8} {'vs before':>10} {'wall us/call':>13} {'CPU spread':>18}")
-    for server in servers:
-        cpu = base[server.name]
-        spread = f"{min(server.cpu_us):.1f}-{max(server.cpu_us):.1f}"
-        versus = f"{cpu / base['base']:.3f}" if "base" in base else "-"
+    print(f"  {'mode':8} {'CPU us/call':>12} {'vs off':>8} {'vs before':>10} {'wall us/call':>13} {'CPU spread':>18}")
+    for name in cpu_us:
+        cpu = base[name]
+        spread = f"{min(cpu_us[name]):.1f}-{max(cpu_us[name]):.1f}"
+        versus = f"{cpu / base['off']:.3f}" if "off" in base else "-"
         versus_before = f"{cpu / base['before']:.3f}" if "before" in base else "-"
-        print(f"  {server.name:8} {cpu:12.1f} {versus:>8} {versus_before:>10} "
-              f"{statistics.median(server.wall_us):13.1f} {spread:>18}")
-    if "line" in names:
-        print(f"  line: {line_bytes} bytes printed on stderr; audit: {audit_bytes} bytes written")
+        print(f"  {name:8} {cpu:12.1f} {versus:>8} {versus_before:>10} "
+              f"{statistics.median(wall_us[name]):13.1f} {spread:>18}")
+    if "off" in base:
+        paired = {name: statistics.median(v / b for v, b in zip(cpu_us[name], cpu_us["off"]))
+                  for name in cpu_us if name != "off"}
+        print("  median of per-round ratios to off: "
+              + ", ".join(f"{name} {ratio:.3f}" for name, ratio in paired.items()))
+    print(f"  {line_bytes} bytes printed on stderr (line), {audit_bytes} bytes written (audit)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
-            json.dump({"rounds": args.rounds, "calls": args.calls,
-                       "servers": {s.name: {"cpu_us": s.cpu_us, "wall_us": s.wall_us} for s in servers},
+            json.dump({"rounds": args.rounds, "calls": args.calls, "cpu_us": cpu_us, "wall_us": wall_us,
                        "median_cpu_us": base}, file, indent=1)
     return 0
 

@@ -76,22 +76,37 @@ def _text(value: Any) -> Optional[str]:
 class Note:
     """What the shell writes down while it serves one request; ``build`` makes the record.
 
-    The defaults are class attributes: a note costs two attribute stores to make."""
+    The defaults are class attributes: a note costs two attribute stores to make. What is
+    read from the body and the answer is read when they are at hand (``request``,
+    ``answered``), not at the end, when they are cold in the cache."""
 
     grant: Optional[Grant] = None
     authenticated = True  # False when the server checks no token
-    version_header: Optional[str] = None
     payload: Any = None  # the decoded body, once decoded
-    modern = False
+    method: Optional[str] = None
+    name: Optional[str] = None
+    era: Optional[str] = None
     bytes_in = 0
     status: Optional[int] = None  # None: nothing was answered
     bytes_out = 0
     error: Optional[ProtocolError] = None
-    answer: Any = None
+    outcome = "ok"  # of the answer, once answered (an error or a refusal wins: ``outcome_of``)
+    code: Optional[int] = None
 
     def __init__(self, wall: float, start: float) -> None:
         self.wall = wall  # time.time() when the head had arrived
         self.start = start  # time.perf_counter() then
+
+    def request(self, payload: Any, version_header: Optional[str], modern: bool) -> None:
+        """The decoded body: its method, name and era."""
+        self.payload = payload
+        self.method, self.name = describe(payload)
+        self.era = era_of(payload, version_header, modern)
+
+    def answered(self, answer: Any) -> None:
+        """The dispatcher's answer (a response, a list of them, or None)."""
+        if answer is not None:
+            self.outcome, self.code = _answer_outcome(answer, self.method)
 
 
 class CallRecord:
@@ -199,16 +214,14 @@ def _answer_outcome(answer: Any, method: Optional[str]) -> tuple[str, Optional[i
     return OK, None
 
 
-def outcome_of(note: Note, method: Optional[str]) -> tuple[str, Optional[int]]:
+def outcome_of(note: Note) -> tuple[str, Optional[int]]:
     """(outcome, JSON-RPC code) of a served request."""
     if note.status is None:
         return DROPPED, None
     error = note.error
-    if isinstance(error, HttpError):
-        return REFUSED, None
     if error is not None:
-        return ERROR, error.code
-    return _answer_outcome(note.answer, method)
+        return (REFUSED, None) if isinstance(error, HttpError) else (ERROR, error.code)
+    return note.outcome, note.code
 
 
 def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
@@ -265,14 +278,13 @@ def logged_arguments(settings: Settings, method: Optional[str], name: Optional[s
 
 def build(note: Note, end: float, settings: Settings, declared: Optional[Declared] = None) -> CallRecord:
     """The record of a served request; ``end`` is ``time.perf_counter()`` after its answer."""
-    payload = note.payload
-    method, name = describe(payload)
-    outcome, code = outcome_of(note, method)
+    outcome, code = outcome_of(note)
+    method, name = note.method, note.name
     return CallRecord(
         note.wall, principal_of(note.grant, note.authenticated), method, name, outcome, note.status, code,
-        round((end - note.start) * 1000.0, 3), note.bytes_in, note.bytes_out,
-        era_of(payload, note.version_header, note.modern) if payload is not None else None,
-        logged_arguments(settings, method, name, payload, note.grant, declared) if settings.log_arguments else None,
+        round((end - note.start) * 1000.0, 3), note.bytes_in, note.bytes_out, note.era,
+        logged_arguments(settings, method, name, note.payload, note.grant, declared)
+        if settings.log_arguments else None,
         note.grant,
     )
 
@@ -429,8 +441,7 @@ class Stats:
 
     def add_note(self, note: Note, end: float) -> None:
         """What ``add(build(note, end, ...))`` adds, without making the record."""
-        method, name = describe(note.payload)
-        self.add_call(principal_of(note.grant, note.authenticated), method, name, outcome_of(note, method)[0],
+        self.add_call(principal_of(note.grant, note.authenticated), note.method, note.name, outcome_of(note)[0],
                       end - note.start)
 
     def add_call(self, principal: str, method: Optional[str], name: Optional[str], outcome: str,

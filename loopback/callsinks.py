@@ -43,13 +43,32 @@ class StreamSink:
         self._stream = stream
         self._lock = threading.Lock()
         self._failed = False
+        self._clock: tuple[int, str] = (-1, "")
+        try:  # a real file: one os.write per line, no buffer to flush
+            stream.flush()
+            self._fd: Optional[int] = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = None
+
+    def _time_of_day(self, timestamp: float) -> str:
+        second = int(timestamp)
+        cached, text = self._clock
+        if cached != second:
+            text = time.strftime("%H:%M:%S", time.localtime(second))
+            self._clock = (second, text)  # one tuple: never a half-updated pair
+        return text
 
     def __call__(self, record: CallRecord) -> None:
-        line = calllog.format_line(record, time.strftime("%H:%M:%S", time.localtime(record.time))) + "\n"
+        line = calllog.format_line(record, self._time_of_day(record.time)) + "\n"
         with self._lock:
             try:
-                self._stream.write(line)
-                self._stream.flush()
+                if self._fd is not None:
+                    data = line.encode("utf-8", "backslashreplace")
+                    while data:
+                        data = data[os.write(self._fd, data):]
+                else:
+                    self._stream.write(line)
+                    self._stream.flush()
             except (OSError, ValueError) as exc:
                 if not self._failed:
                     self._failed = True

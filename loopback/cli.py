@@ -172,10 +172,11 @@ def _registry(specs: Sequence[str]) -> ToolRegistry:
     return demo_registry()
 
 
-def _start(port: Optional[int], host: str, registry: ToolRegistry, audit: Optional[str] = None) -> LoopbackServer:
+def _start(port: Optional[int], host: str, registry: ToolRegistry, audit: Optional[str] = None,
+           stats: bool = False) -> LoopbackServer:
     # A port named on the command line is meant: taken is an error, not a move elsewhere.
     try:
-        settings = Settings(port_fallback=not port, audit_path=audit) if port or audit else None
+        settings = Settings(port_fallback=not port, audit_path=audit, stats=stats) if port or audit or stats else None
         return lifecycle.ensure(port, host=host, registry=registry, settings=settings)
     except (LoopbackError, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -504,7 +505,7 @@ def _run(args: argparse.Namespace) -> int:
             unknown = sorted(set(args.allow) - {tool.name for tool in registry.tools()})
             if unknown:
                 raise CliError(f"--allow names no tool: {', '.join(unknown)}")
-            server = _start(args.port, "127.0.0.1", registry)
+            server = _start(args.port, "127.0.0.1", registry, stats=not args.no_summary)
             try:
                 prepared = prepare_agent_run(
                     True, format=config_format, headers=dict(args.header) or None, owner=not args.no_owner,

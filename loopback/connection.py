@@ -347,7 +347,6 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         if decision.method == "POST":
             if self._note is not None:
                 self._note.grant = decision.grant
-                self._note.version_header = version_header
             self._post(head, decision, version_header)
             return
         if self._body_announced(head):  # a body nobody reads must not be parsed as the next request
@@ -401,8 +400,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             return
         plan = protocol.plan(payload, version_header)
         if note is not None:
-            note.payload = payload
-            note.modern = plan.modern
+            note.request(payload, version_header, plan.modern)
         grant = decision.grant
         session: Optional[Session] = None
         new_session: Optional[Session] = None
@@ -452,7 +450,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             if watched:
                 endpoint.watcher.unwatch(self.sock)
         if note is not None:
-            note.answer = answer
+            note.answered(answer)
         if answer is None:
             self.send(202)
             return

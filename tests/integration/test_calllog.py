@@ -78,7 +78,7 @@ class Sinks:
 def logged(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[loopback.LoopbackServer, Sinks]]:
     options = getattr(request, "param", {})
     audit = tmp_path / "audit.jsonl"
-    server = loopback.start(0, registry=make_registry(), settings=Settings(audit_path=str(audit), **options))
+    server = loopback.start(0, registry=make_registry(), settings=Settings(audit_path=str(audit), stats=True, **options))
     sinks = Sinks(server, audit)
     try:
         yield server, sinks
