@@ -92,6 +92,7 @@ class Note:
     error: Optional[ProtocolError] = None
     outcome = "ok"  # of the answer, once answered (an error or a refusal wins: ``outcome_of``)
     code: Optional[int] = None
+    end = 0.0  # time.perf_counter() once the answer was sent
 
     def __init__(self, wall: float, start: float) -> None:
         self.wall = wall  # time.time() when the head had arrived

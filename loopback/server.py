@@ -372,6 +372,7 @@ class LoopbackServer:
         except BaseException:
             self.calls.close()
             raise
+        self.calls.thread_name = f"loopback-mcp:{self._httpd.server_address[1]}:calls"
         if not is_loopback_host(host):
             self._httpd.endpoint.extra_hosts = frozenset({host.lower().strip("[]"), host.lower()})
         self.host = host
@@ -436,6 +437,7 @@ class LoopbackServer:
         {method: figures}}``, where figures are ``calls``, ``errors`` (every outcome but ok),
         ``p50_ms``, ``p95_ms``, ``max_ms`` and ``mean_ms``. A principal is a grant's label, else
         its scope (``owner``). Empty figures when ``Settings(stats=False)``."""
+        self.calls.flush()
         stats = self.calls.stats
         if stats is None:
             return {"since": None, "calls": 0, "errors": 0, "p50_ms": 0.0, "p95_ms": 0.0,
@@ -444,7 +446,8 @@ class LoopbackServer:
 
     def add_call_sink(self, sink: Sink, *, principal: Optional[Grant] = None) -> Callable[[], None]:
         """Call ``sink(record)`` with the ``calllog.CallRecord`` of every request (only
-        ``principal``'s when given), on the thread that served it; returns the function
+        ``principal``'s when given), on the server's call-log thread, in the order the
+        requests ended, up to ``callsinks.BATCH_SECONDS`` after each; returns the function
         that stops it."""
         return self.calls.add_sink(sink, principal)
 
