@@ -171,7 +171,8 @@ class AuditFile:
         self.write([calllog.to_json(record).encode("ascii")])
 
     def batch(self, records: list[CallRecord]) -> None:
-        self.write([calllog.to_json(record).encode("ascii") for record in records])
+        stamp = calllog.IsoClock()
+        self.write([calllog.to_json(record, stamp).encode("ascii") for record in records])
 
     def close(self) -> None:
         with self._lock:
