@@ -446,9 +446,9 @@ class LoopbackServer:
 
     def add_call_sink(self, sink: Sink, *, principal: Optional[Grant] = None) -> Callable[[], None]:
         """Call ``sink(record)`` with the ``calllog.CallRecord`` of every request (only
-        ``principal``'s when given), on the server's call-log thread, in the order the
-        requests ended, up to ``callsinks.BATCH_SECONDS`` after each; returns the function
-        that stops it."""
+        ``principal``'s when given), on the server's call-log thread, in batches (each in
+        the order its requests began), up to ``callsinks.BATCH_SECONDS`` after each call;
+        returns the function that stops it."""
         return self.calls.add_sink(sink, principal)
 
     def add_audit(self, path: str, *, principal: Optional[Grant] = None) -> Callable[[], None]:
