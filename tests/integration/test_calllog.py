@@ -497,3 +497,44 @@ def test_run_prints_a_summary_when_the_agent_exits(tmp_path: Path, capfd: pytest
     assert summary[2].split()[:3] == ["add", "3", "1"]
     assert cli.main(["run", "--no-summary", "--", sys.executable, str(agent), "{mcp_config}"]) == 0
     assert "requests," not in capfd.readouterr().err
+
+
+def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The 'What did the agent do?' block, with one call made while it runs."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "add_call_sink(" in b]
+    monkeypatch.chdir(tmp_path)
+    registry = make_registry()
+    calls_level = logging.getLogger(CALLS_LOGGER).level
+    real_start = loopback.start
+
+    def start(*args: Any, **kwargs: Any) -> loopback.LoopbackServer:  # the example's server, with our tools
+        server = real_start(*args, registry=registry, **kwargs)
+        client = Client(server.port, server.token)
+
+        def call_after_sink(record_sink: Any, **options: Any) -> Any:
+            stop = add_call_sink(record_sink, **options)
+            try:
+                client.call_tool("add", {"a": 2, "b": 3})
+            finally:
+                client.close()
+            # its record is queued just after the answer is sent
+            assert wait_for(lambda: server.stats()["calls"] == 3)
+            return stop
+        add_call_sink = server.add_call_sink
+        server.add_call_sink = call_after_sink  # type: ignore[method-assign]
+        return server
+
+    monkeypatch.setattr(loopback, "start", start)
+    try:
+        exec(compile(block, "README.md", "exec", dont_inherit=True), {"__name__": "readme_calls"})
+    finally:
+        logging.getLogger(CALLS_LOGGER).setLevel(calls_level)
+    out = capsys.readouterr().out
+    assert "owner tools/call add ok" in out
+    assert "'add': {'calls': 1, 'errors': 0" in out
+    audit = tmp_path / "calls.jsonl"
+    assert stat.S_IMODE(audit.stat().st_mode) == 0o600 and len(audit.read_text().splitlines()) == 3
