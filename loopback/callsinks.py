@@ -174,6 +174,16 @@ class AuditFile:
         stamp = calllog.IsoClock()
         self.write([calllog.to_json(record, stamp).encode("ascii") for record in records])
 
+    def abandon(self) -> None:
+        """Close the descriptor without the lock (in a forked child)."""
+        self._closed = True
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -336,6 +346,14 @@ class CallLog:
         schema = getattr(tool, "input_schema", None)
         properties = schema.get("properties") if isinstance(schema, dict) else None
         return properties.keys() if isinstance(properties, dict) else ()
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: close the audit files' descriptors without a lock (a parent
+        thread may have held one) and make nothing more."""
+        self._closed = True
+        self._pending = deque()
+        for audit, _ in list(self._audits.values()):
+            audit.abandon()
 
     def close(self, timeout: float = 5.0) -> None:
         """Make the records still queued, stop the thread, close every audit file (a record

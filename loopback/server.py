@@ -549,6 +549,7 @@ class LoopbackServer:
         """In a forked child: drop the inherited sockets without touching the parent's server."""
         self._closed.set()
         self._httpd.endpoint.closing = True
+        self.calls.abandon_after_fork()
         httpd = self._httpd
         for sock in [httpd.socket, httpd._wake_reader, httpd._wake_writer, *list(httpd._connections)]:
             try:
