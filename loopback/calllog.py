@@ -76,9 +76,9 @@ def _text(value: Any) -> Optional[str]:
 class Note:
     """What the shell writes down while it serves one request; ``build`` makes the record.
 
-    The defaults are class attributes: a note costs two attribute stores to make. What is
-    read from the body and the answer is read when they are at hand (``request``,
-    ``answered``), not at the end, when they are cold in the cache."""
+    The defaults are class attributes: a note costs two attribute stores to make. The
+    request's thread only keeps references (``request``, ``answered``); what they say is
+    read by ``resolve``, on the thread that makes the records, in a batch."""
 
     grant: Optional[Grant] = None
     authenticated = True  # False when the server checks no token
@@ -93,21 +93,33 @@ class Note:
     outcome = "ok"  # of the answer, once answered (an error or a refusal wins: ``outcome_of``)
     code: Optional[int] = None
     end = 0.0  # time.perf_counter() once the answer was sent
+    version_header: Optional[str] = None
+    modern = False
+    answer: Any = None
 
     def __init__(self, wall: float, start: float) -> None:
         self.wall = wall  # time.time() when the head had arrived
         self.start = start  # time.perf_counter() then
 
     def request(self, payload: Any, version_header: Optional[str], modern: bool) -> None:
-        """The decoded body: its method, name and era."""
+        """The decoded body, and how it was routed."""
         self.payload = payload
-        self.method, self.name = describe(payload)
-        self.era = era_of(payload, version_header, modern)
+        self.version_header = version_header
+        self.modern = modern
 
     def answered(self, answer: Any) -> None:
         """The dispatcher's answer (a response, a list of them, or None)."""
-        if answer is not None:
-            self.outcome, self.code = _answer_outcome(answer, self.method)
+        self.answer = answer
+
+    def resolve(self) -> None:
+        """Read the method, name, era and the answer's outcome from what was kept."""
+        payload = self.payload
+        if payload is not None:
+            self.method, self.name = describe(payload)
+            self.era = era_of(payload, self.version_header, self.modern)
+        if self.answer is not None:
+            self.outcome, self.code = _answer_outcome(self.answer, self.method)
+            self.answer = None
 
 
 class CallRecord:
@@ -295,6 +307,7 @@ def logged_arguments(settings: Settings, method: Optional[str], name: Optional[s
 
 def build(note: Note, end: float, settings: Settings, declared: Optional[Declared] = None) -> CallRecord:
     """The record of a served request; ``end`` is ``time.perf_counter()`` after its answer."""
+    note.resolve()
     outcome, code = outcome_of(note)
     method, name = note.method, note.name
     return CallRecord(
@@ -459,6 +472,7 @@ class Stats:
 
     def add_note(self, note: Note, end: float) -> None:
         """What ``add(build(note, end, ...))`` adds, without making the record."""
+        note.resolve()
         self.add_call(principal_of(note.grant, note.authenticated), note.method, note.name, outcome_of(note)[0],
                       end - note.start)
 

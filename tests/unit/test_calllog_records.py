@@ -68,8 +68,10 @@ def test_outcomes_from_notes() -> None:
     note.status = 200
     note.request({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}}, None, False)
     note.answered({"jsonrpc": "2.0", "id": 1, "result": {"content": [], "isError": True}})
-    assert calllog.outcome_of(note) == ("tool_error", None)
+    note.resolve()
+    assert calllog.outcome_of(note) == ("tool_error", None) and note.name == "t"
     note.answered([{"id": 1, "result": {}}, {"id": 2, "error": {"code": -32601, "message": "x"}}])
+    note.resolve()
     assert calllog.outcome_of(note) == ("error", -32601)
     note.error = JsonRpcError(-32700, "Parse error")
     assert calllog.outcome_of(note) == ("error", -32700)
