@@ -81,7 +81,6 @@ class Note:
     read by ``resolve``, on the thread that makes the records, in a batch."""
 
     grant: Optional[Grant] = None
-    authenticated = True  # False when the server checks no token
     payload: Any = None  # the decoded body, once decoded
     method: Optional[str] = None
     name: Optional[str] = None
@@ -311,7 +310,7 @@ def build(note: Note, end: float, settings: Settings, declared: Optional[Declare
     outcome, code = outcome_of(note)
     method, name = note.method, note.name
     return CallRecord(
-        note.wall, principal_of(note.grant, note.authenticated), method, name, outcome, note.status, code,
+        note.wall, principal_of(note.grant, settings.auth), method, name, outcome, note.status, code,
         round((end - note.start) * 1000.0, 3), note.bytes_in, note.bytes_out, note.era,
         logged_arguments(settings, method, name, note.payload, note.grant, declared)
         if settings.log_arguments else None,
@@ -470,10 +469,10 @@ class Stats:
     def add(self, record: CallRecord) -> None:
         self.add_call(record.principal, record.method, record.name, record.outcome, record.duration_ms / 1000.0)
 
-    def add_note(self, note: Note, end: float) -> None:
+    def add_note(self, note: Note, end: float, authenticated: bool = True) -> None:
         """What ``add(build(note, end, ...))`` adds, without making the record."""
         note.resolve()
-        self.add_call(principal_of(note.grant, note.authenticated), note.method, note.name, outcome_of(note)[0],
+        self.add_call(principal_of(note.grant, authenticated), note.method, note.name, outcome_of(note)[0],
                       end - note.start)
 
     def add_call(self, principal: str, method: Optional[str], name: Optional[str], outcome: str,

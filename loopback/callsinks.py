@@ -221,9 +221,6 @@ class CallLog:
         """Whether a request should be noted at all: figures kept, a sink, or the logger on."""
         return bool(self.stats is not None or self._sinks or _calls_log.isEnabledFor(logging.INFO))
 
-    def note(self) -> Note:
-        return Note(time.time(), time.perf_counter())
-
     def add_sink(self, sink: Sink, principal: Optional[Grant] = None) -> Callable[[], None]:
         """Send every record (only ``principal``'s when given) to ``sink``; returns the
         function that stops it."""
@@ -316,8 +313,9 @@ class CallLog:
         sinks = self._sinks
         if not sinks and not logger_on:
             if stats is not None:  # only the figures want them: no record to make
+                authenticated = self.settings.auth
                 for note in notes:
-                    stats.add_note(note, note.end)
+                    stats.add_note(note, note.end, authenticated)
             return
         settings, declared = self.settings, self._declared
         records = [calllog.build(note, note.end, settings, declared) for note in notes]

@@ -316,8 +316,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         try:
             raw = self._read_head()
             if calls is not None:
-                self._note = note = calls.note()
-                note.authenticated = endpoint.tokens is not None
+                self._note = calllog.Note(time.time(), time.perf_counter())
             line, field_lines = http11.split_head(raw)
             self._request_line = line[:200].rstrip(b"\r").decode("latin-1")
             head = http11.parse_head(line, field_lines, self._seen_fields)
@@ -399,8 +398,8 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             self.refuse(exc)
             return
         plan = protocol.plan(payload, version_header)
-        if note is not None:
-            note.request(payload, version_header, plan.modern)
+        if note is not None:  # what they say is read later, on the call log's thread
+            note.payload, note.version_header, note.modern = payload, version_header, plan.modern
         grant = decision.grant
         session: Optional[Session] = None
         new_session: Optional[Session] = None
@@ -450,7 +449,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             if watched:
                 endpoint.watcher.unwatch(self.sock)
         if note is not None:
-            note.answered(answer)
+            note.answer = answer
         if answer is None:
             self.send(202)
             return
