@@ -72,9 +72,10 @@ exit codes:
 
 SERVE_DESCRIPTION = """\
 Serve MCP tools on 127.0.0.1 until Ctrl-C, SIGTERM or SIGHUP; print the URL, the token,
-and a client config with the environment it needs. A runtime file ($LOOPBACK_RUNTIME_DIR,
-else $XDG_RUNTIME_DIR/loopback, else ~/.cache/loopback; mode 0600 in a 0700 directory)
-lets `config` find this server; it is removed on exit.
+and a client config with the environment it needs, then one line per request on stderr
+(who, what, outcome, duration, bytes; --quiet turns them off). A runtime file
+($LOOPBACK_RUNTIME_DIR, else $XDG_RUNTIME_DIR/loopback, else ~/.cache/loopback; mode 0600
+in a 0700 directory) lets `config` find this server; it is removed on exit.
 """
 
 CONFIG_DESCRIPTION = """\
@@ -104,7 +105,8 @@ RUN_DESCRIPTION = """\
 Run one agent with the tools: start the server, mint a token for this run alone, write
 the agent's config (mode 0600, in a fresh 0700 directory in the runtime directory, or in
 --config-dir) and run AGENT with it. Afterwards the agent's process group is ended, the
-token revoked, the config deleted and the server stopped.
+token revoked, the config deleted and the server stopped; a table of the calls, errors and
+durations per tool is printed on stderr (--no-summary skips it).
 
 In ARGS, {mcp_config} becomes the config path and {mcp_args} the format's own
 arguments. With neither, those arguments go right after AGENT (claude: --mcp-config
