@@ -254,6 +254,7 @@ class CallLog:
             if done.is_set():
                 return
             done.set()
+            self.flush()  # the records still queued are this file's too
             remove_sink()
             with self._lock:
                 entry[1] -= 1

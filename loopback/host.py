@@ -7,8 +7,9 @@ that run alone (bound to its headers, scope and tools, labelled with the run's n
 client config written to a private directory (the runtime directory, or one the caller
 names, checked the way the agents check it), the agent processes started for the run
 (each in its own process group, killed when the run ends or times out), the run's own
-audit file (its grant's call records, ``audit=``), and their release when the run ends. Releasing a run never closes the shared server: other runs
-still use it (closing it was a bug of the original).
+audit file (its grant's call records, ``audit=``), and their release when the run ends.
+Releasing a run never closes the shared server: other runs still use it (closing it was
+a bug of the original).
 Must not know: HTTP or MCP details (``server`` mints tokens, ``clients`` renders configs and
 knows each agent's command line; ``private`` knows paths and permissions; the live runs,
 their cap and the exit/SIGTERM hooks are ``lifecycle``'s module state).
