@@ -538,3 +538,33 @@ def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "'add': {'calls': 1, 'errors': 0" in out
     audit = tmp_path / "calls.jsonl"
     assert stat.S_IMODE(audit.stat().st_mode) == 0o600 and len(audit.read_text().splitlines()) == 3
+
+
+def test_a_failing_sink_breaks_neither_the_call_nor_the_other_sinks(caplog: pytest.LogCaptureFixture) -> None:
+    records: list[calllog.CallRecord] = []
+    server = loopback.start(0, registry=make_registry())
+    try:
+        def broken(record: calllog.CallRecord) -> None:
+            raise RuntimeError("sink down")
+
+        seen: list[calllog.CallRecord] = []
+        server.add_call_sink(broken)
+        server.add_call_sink(seen.append)
+        stop = server.add_call_sink(records.append)
+        client = Client(server.port, server.token)
+        try:
+            assert client.call_tool("add", {"a": 1})["result"]["structuredContent"] == {"result": 3}
+        finally:
+            client.close()
+        assert wait_for(lambda: len(records) == 3)
+        assert "a call-record sink failed" in caplog.text
+        stop()
+        client = Client(server.port, server.token)
+        try:
+            client.call_tool("add", {"a": 1})
+        finally:
+            client.close()
+        assert wait_for(lambda: len(seen) == 6)  # the second call's records were handed out
+        assert len(records) == 3  # but not to the sink that was stopped
+    finally:
+        server.close()
