@@ -568,3 +568,16 @@ def test_a_failing_sink_breaks_neither_the_call_nor_the_other_sinks(caplog: pyte
         assert len(records) == 3  # but not to the sink that was stopped
     finally:
         server.close()
+
+
+def test_the_call_log_benchmark_runs(tmp_path: Path) -> None:
+    """benchmarks/calllog_bench.py keeps working (no timing asserted: figures live in
+    benchmarks/README.md)."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "calllog_bench.py"), "--rounds", "2",
+                           "--calls", "20", "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert set(results["cpu_us"]) == {"off", "stats", "line", "audit"}
+    assert all(len(values) == 2 and all(v > 0 for v in values) for values in results["cpu_us"].values())
+    assert "median of per-round ratios to off" in proc.stdout
