@@ -37,13 +37,15 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Optional, Sequence
 
-from . import __version__, clients, lifecycle, private
+from . import __version__, calllog, clients, lifecycle, private
+from .callsinks import CALLS_LOGGER, StreamSink
 from .clients import ClientConfig
 from .admission import is_loopback_host
 from .errors import LoopbackError
@@ -70,9 +72,10 @@ exit codes:
 
 SERVE_DESCRIPTION = """\
 Serve MCP tools on 127.0.0.1 until Ctrl-C, SIGTERM or SIGHUP; print the URL, the token,
-and a client config with the environment it needs. A runtime file ($LOOPBACK_RUNTIME_DIR,
-else $XDG_RUNTIME_DIR/loopback, else ~/.cache/loopback; mode 0600 in a 0700 directory)
-lets `config` find this server; it is removed on exit.
+and a client config with the environment it needs, then one line per request on stderr
+(who, what, outcome, duration, bytes; --quiet turns them off). A runtime file
+($LOOPBACK_RUNTIME_DIR, else $XDG_RUNTIME_DIR/loopback, else ~/.cache/loopback; mode 0600
+in a 0700 directory) lets `config` find this server; it is removed on exit.
 """
 
 CONFIG_DESCRIPTION = """\
@@ -102,7 +105,8 @@ RUN_DESCRIPTION = """\
 Run one agent with the tools: start the server, mint a token for this run alone, write
 the agent's config (mode 0600, in a fresh 0700 directory in the runtime directory, or in
 --config-dir) and run AGENT with it. Afterwards the agent's process group is ended, the
-token revoked, the config deleted and the server stopped.
+token revoked, the config deleted and the server stopped; a table of the calls, errors and
+durations per tool is printed on stderr (--no-summary skips it).
 
 In ARGS, {mcp_config} becomes the config path and {mcp_args} the format's own
 arguments. With neither, those arguments go right after AGENT (claude: --mcp-config
@@ -170,10 +174,11 @@ def _registry(specs: Sequence[str]) -> ToolRegistry:
     return demo_registry()
 
 
-def _start(port: Optional[int], host: str, registry: ToolRegistry) -> LoopbackServer:
+def _start(port: Optional[int], host: str, registry: ToolRegistry, audit: Optional[str] = None,
+           stats: bool = False) -> LoopbackServer:
     # A port named on the command line is meant: taken is an error, not a move elsewhere.
-    settings = Settings(port_fallback=False) if port else None
     try:
+        settings = Settings(port_fallback=not port, audit_path=audit, stats=stats) if port or audit or stats else None
         return lifecycle.ensure(port, host=host, registry=registry, settings=settings)
     except (LoopbackError, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -314,8 +319,14 @@ _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if
 
 def _serve(args: argparse.Namespace) -> int:
     registry = _registry(args.tools)
-    server = _start(args.port, args.host, registry)
+    server = _start(args.port, args.host, registry, args.audit)
     config = _render(args.format, server.url, server.token)
+    calls_logger = logging.getLogger(CALLS_LOGGER)
+    calls_level = calls_logger.level
+    if not args.quiet:
+        # One readable line per call on stderr; the logger would say the same again.
+        server.add_call_sink(StreamSink(sys.stderr))
+        calls_logger.setLevel(logging.WARNING)
     stop = threading.Event()
     # Handlers go in before the banner: a supervisor may signal as soon as it reads it.
     # SIGHUP (the terminal closed) stops it cleanly too, runtime file removed.
@@ -341,6 +352,7 @@ def _serve(args: argparse.Namespace) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         lifecycle.close()
+        calls_logger.setLevel(calls_level)
     print("stopped", file=sys.stderr)
     return 0
 
@@ -495,11 +507,11 @@ def _run(args: argparse.Namespace) -> int:
             unknown = sorted(set(args.allow) - {tool.name for tool in registry.tools()})
             if unknown:
                 raise CliError(f"--allow names no tool: {', '.join(unknown)}")
-            _start(args.port, "127.0.0.1", registry)
+            server = _start(args.port, "127.0.0.1", registry, stats=not args.no_summary)
             try:
                 prepared = prepare_agent_run(
                     True, format=config_format, headers=dict(args.header) or None, owner=not args.no_owner,
-                    tools=args.allow or None, name=args.name, directory=args.config_dir,
+                    tools=args.allow or None, name=args.name, directory=args.config_dir, audit=args.audit,
                 )
             except ValueError as exc:
                 raise CliError(str(exc)) from None
@@ -517,9 +529,12 @@ def _run(args: argparse.Namespace) -> int:
                 except OSError as exc:
                     code = 127 if isinstance(exc, FileNotFoundError) else 126
                     raise CliError(f"cannot run the agent {args.agent[0]}: {exc.strerror or exc}", code) from None
+                started = time.monotonic()
                 code = forwarder.wait(child)
                 if child.hint is not None:
                     print(f"loopback: hint: {child.hint}", file=sys.stderr)
+                if not args.no_summary:
+                    print(calllog.format_summary(server.stats(), time.monotonic() - started), file=sys.stderr)
                 return code
         finally:
             lifecycle.close()
@@ -538,6 +553,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _level(text: str) -> int:
+    level = logging.getLevelName(text.upper())
+    if not isinstance(level, int):
+        raise argparse.ArgumentTypeError(f"not a log level: {text!r} (debug, info, warning, error)")
+    return level
+
+
 def _formats_help() -> str:
     return "\n".join(f"  {format:14} {clients.describe(format)}" for format in clients.FORMATS)
 
@@ -551,10 +573,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"loopback {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    parser.add_argument("--log-level", type=_level, default=None, metavar="LEVEL",
+                        help="level of loopback's own log on stderr: debug, info, warning (default), error")
     # Also accepted after the verb; SUPPRESS keeps a count given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="log more (-v info, -vv debug)")
+    common.add_argument("--log-level", type=_level, default=argparse.SUPPRESS, metavar="LEVEL",
+                        help="level of loopback's own log on stderr: debug, info, warning (default), error")
     tools = argparse.ArgumentParser(add_help=False)
     tools.add_argument("--tools", action="append", metavar="MODULE_OR_FILE", default=[],
                        help="module name or .py file whose @loopback.tool functions to serve "
@@ -573,6 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     serve.add_argument("--format", choices=clients.FORMATS, default="claude", metavar="FORMAT",
                        help="client config to print (default claude)")
+    serve.add_argument("-q", "--quiet", action="store_true",
+                       help="print no line per call on stderr (by default one per request: time, who, "
+                            "what, outcome, duration, bytes, protocol revision)")
+    serve.add_argument("--audit", default=None, metavar="FILE",
+                       help="append one JSON line per request to FILE (created 0600, rotated at 10 MiB, "
+                            "5 kept); no token, argument or result is written")
     serve.set_defaults(run=_serve)
 
     config = verbs.add_parser(
@@ -608,6 +640,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the agent's config into DIR (it must exist and be private: no component "
                           "writable by others; for gemini none group- or world-writable) instead of a fresh "
                           "directory in the runtime directory")
+    run.add_argument("--audit", default=None, metavar="FILE",
+                     help="append one JSON line per request of this run to FILE (created 0600, rotated at "
+                          "10 MiB)")
+    run.add_argument("--no-summary", action="store_true",
+                     help="print no table of calls, errors and durations per tool when the agent exits")
     run.add_argument("agent", nargs="+", metavar="AGENT [ARGS...]", help="the agent's command line, after --")
     run.set_defaults(run=_run)
 
@@ -629,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    level = args.log_level if args.log_level is not None else {0: logging.WARNING, 1: logging.INFO}.get(
+        args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.run(args))

@@ -11,7 +11,9 @@ one send; the time limits (the idle limit as the kernel's socket timeouts, the h
 and body deadlines as Python ones only while they run); reading the head
 (``http11.head_end``) and the body (``http11`` receivers); which ``ClientState``
 serves a request (its session's, a fresh one per 2026-07-28 request, or its grant's
-own); sessions made by ``initialize`` and ended by ``DELETE``.
+own); sessions made by ``initialize`` and ended by ``DELETE``; noting each request for
+the call log (a ``calllog.Note``, only when ``Endpoint.calls.wanted()``: one check per
+request when nothing wants records).
 Must not know: the admission rules (``admission``), the head syntax (``http11``), MCP
 methods (``protocol.plan`` says what the shell needs), or how streams are framed
 (``streams``, ``sessions``).
@@ -30,9 +32,10 @@ import threading
 import time
 from typing import Any, Callable, Optional, Union
 
-from . import admission, eras, http11, jsonrpc, protocol, streams, subscriptions, tasks, workers
+from . import admission, calllog, eras, http11, jsonrpc, protocol, streams, subscriptions, tasks, workers
 from .admission import SESSION_HEADER, Admission, Preflight
 from .auth import Grant, TokenStore
+from .callsinks import CallLog
 from .context import ClientState, RequestContext, RequestState
 from .errors import HttpError, ProtocolError
 from .jsonrpc import JsonRpcError
@@ -70,7 +73,7 @@ class Endpoint:
     """What every connection of one server shares. Built by the server, read by connections."""
 
     def __init__(self, *, port: int, settings: Settings, registry: Any, tokens: Optional[TokenStore],
-                 version: str, extra_hosts: frozenset[str] = frozenset()) -> None:
+                 version: str, extra_hosts: frozenset[str] = frozenset(), calls: Optional[CallLog] = None) -> None:
         self.port = port
         self.settings = settings
         self.registry = registry
@@ -78,6 +81,7 @@ class Endpoint:
         self.version = version
         self.extra_hosts = extra_hosts
         self.sessions = SessionTable(settings)
+        self.calls = calls if calls is not None else CallLog(settings)
         self.watcher = streams.DisconnectWatcher(f"loopback-mcp:{port}:watch")
         self.closing = False
         self.writing: set[socket.socket] = set()  # a response is being written to these now
@@ -155,6 +159,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
     request: socket.socket
     close_connection = True
     http10 = False
+    _note: Optional[calllog.Note] = None  # the request being served, when the call log wants it
 
     def setup(self) -> None:
         self.endpoint: Endpoint = self.server.endpoint  # type: ignore[attr-defined]
@@ -183,10 +188,14 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
 
     def handle(self) -> None:
         endpoint = self.endpoint
+        calls = endpoint.calls
         try:
             while not endpoint.closing:
                 self.close_connection = True
-                self._serve_one()
+                if calls.wanted():
+                    self._serve_noted(calls)
+                else:
+                    self._serve_one()
                 if self.close_connection:
                     break
         except (_ClientLeft, OSError) as exc:
@@ -214,6 +223,15 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
                 dropped += len(data)
         except OSError:
             pass
+
+    def _serve_noted(self, calls: CallLog) -> None:
+        """``_serve_one`` with its request noted (from the end of its head) and recorded."""
+        try:
+            self._serve_one(calls)
+        finally:
+            note, self._note = self._note, None
+            if note is not None:
+                calls.finish(note)
 
     # -- reading -------------------------------------------------------------
 
@@ -313,6 +331,10 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
                                     length=len(body), close=self.close_connection)
         # A response to HEAD has no content (RFC 9110 9.3.2), only its Content-Length.
         self.write(head if self._head_only else head + body)
+        note = self._note
+        if note is not None:
+            note.status = status
+            note.bytes_out = len(body)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug('%s "%s" %d %d', self.client_address[0], self._request_line, status, len(body))
 
@@ -331,17 +353,21 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         if isinstance(error, HttpError) and error.close:
             self.close_connection = True
             self._linger = True
+        if self._note is not None:
+            self._note.error = error
         self.send(error.status, jsonrpc.encode(jsonrpc.error(request_id, error)), headers=headers)
 
     # -- one request -----------------------------------------------------------
 
-    def _serve_one(self) -> None:
+    def _serve_one(self, calls: Optional[CallLog] = None) -> None:
         endpoint = self.endpoint
         self._cors = ()
         self._head_only = False
         self._request_line = ""
         try:
             raw = self._read_head()
+            if calls is not None:
+                self._note = calllog.Note(time.time(), time.perf_counter())
             line, field_lines = http11.split_head(raw)
             self._request_line = line[:200].rstrip(b"\r").decode("latin-1")
             head = http11.parse_head(line, field_lines, self._seen_fields)
@@ -364,14 +390,18 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             self.refuse(exc)
             return
         if isinstance(decision, Preflight):
+            self._note = None  # not an MCP request
             self.send(204, headers=decision.headers)
             return
         self._cors = decision.cors
         if decision.method == "POST":
+            if self._note is not None:
+                self._note.grant = decision.grant
             self._post(head, decision, version_header)
             return
         if self._body_announced(head):  # a body nobody reads must not be parsed as the next request
             self.close_connection = True
+        self._note = None  # GET streams and DELETE are not recorded; only POSTed messages are
         session = self._session(decision)
         if session is None:
             return
@@ -410,12 +440,17 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             self.close_connection = True
             self.refuse(exc)
             return
+        note = self._note
+        if note is not None:
+            note.bytes_in = len(body)
         try:
             payload = jsonrpc.decode(body)
         except JsonRpcError as exc:
             self.refuse(exc)
             return
         plan = protocol.plan(payload, version_header)
+        if note is not None:  # what they say is read later, on the call log's thread
+            note.payload, note.version_header, note.modern = payload, version_header, plan.modern
         grant = decision.grant
         session: Optional[Session] = None
         new_session: Optional[Session] = None
@@ -453,7 +488,11 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             answer = protocol.handle_payload(payload, ctx, plan.modern)
         except ProtocolError as exc:
             refusal = jsonrpc.encode(jsonrpc.error(jsonrpc.request_id(payload), exc))
+            if note is not None:
+                note.error = exc
             if channel is not None and channel.stream is not None:
+                if note is not None:
+                    note.status, note.bytes_out = 200, len(refusal)
                 channel.finish(refusal)
             else:
                 self.send(exc.status, refusal)
@@ -461,6 +500,8 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         finally:
             if watched:
                 endpoint.watcher.unwatch(self.sock)
+        if note is not None:
+            note.answer = answer
         if answer is None:
             self.send(202)
             return
@@ -478,7 +519,11 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             _log.warning("response could not be encoded as JSON")
             error = JsonRpcError(jsonrpc.INTERNAL_ERROR, "Internal error: the response could not be encoded as JSON")
             encoded = jsonrpc.encode(jsonrpc.error(jsonrpc.request_id(payload), error))
+            if note is not None:
+                note.error = error
         if channel is not None and channel.stream is not None:
+            if note is not None:
+                note.status, note.bytes_out = 200, len(encoded)
             channel.finish(encoded)
         elif decision.wants_json:
             self.send(200, encoded, headers=headers)

@@ -6,9 +6,10 @@ and let the run go on without MCP — and the lease of one run: a bearer token m
 that run alone (bound to its headers, scope and tools, labelled with the run's name), the
 client config written to a private directory (the runtime directory, or one the caller
 names, checked the way the agents check it), the agent processes started for the run
-(each in its own process group, killed when the run ends or times out), and their
-release when the run ends. Releasing a run never closes the shared server: other runs
-still use it (closing it was a bug of the original).
+(each in its own process group, killed when the run ends or times out), the run's own
+audit file (its grant's call records, ``audit=``), and their release when the run ends.
+Releasing a run never closes the shared server: other runs still use it (closing it was
+a bug of the original).
 Must not know: HTTP or MCP details (``server`` mints tokens, ``clients`` renders configs and
 knows each agent's command line; ``private`` knows paths and permissions; the live runs,
 their cap and the exit/SIGTERM hooks are ``lifecycle``'s module state).
@@ -24,7 +25,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from . import clients, lifecycle, private
 from .auth import OWNER, Grant, check_grant
@@ -158,8 +159,9 @@ class _Lease:
     """What one run holds until it ends: its token on the server, its config file, its agents."""
 
     def __init__(self, server: LoopbackServer, grant: Grant, path: str, own_directory: Optional[str],
-                 key: object) -> None:
+                 key: object, stop_audit: Optional[Callable[[], None]] = None) -> None:
         self.server = server
+        self._stop_audit = stop_audit
         self.grant = grant
         self._path = path
         self._own_directory = own_directory  # made for this run, so removed with it
@@ -186,6 +188,8 @@ class _Lease:
             agents, self.agents = self.agents, []
         # Only this run's token: the server is shared with every other run.
         self.server.revoke_token(self.grant.token)
+        if self._stop_audit is not None:
+            self._stop_audit()
         try:
             if os.getpid() != self._pid:
                 return  # a forked child: the files and agents belong to the parent's run
@@ -413,6 +417,7 @@ def prepare_agent_run(
     label: Optional[str] = None,
     max_concurrent: Optional[int] = None,
     wait: float = 0.0,
+    audit: Optional[str] = None,
 ) -> PreparedRun:
     """Make MCP ready for one agent run, starting the shared server only if the run needs it.
 
@@ -434,6 +439,12 @@ def prepare_agent_run(
     as many are open, wait up to ``wait`` seconds for one to close, then raise
     ``RunLimitError``.
 
+    ``audit``: a file that gets one JSON line per request this run's token makes
+    (``loopback.calllog``: time, principal = the label, method, tool, outcome, duration,
+    bytes, protocol revision; no token, argument or result), created 0600, appended to,
+    rotated as the server's ``Settings`` say; a file that cannot be opened is like a
+    config that cannot be written.
+
     Never raises for a server that cannot start or a config that cannot be written: the
     failure is logged as a warning and returned in ``warning``, and the run goes on without
     MCP. Arguments no run could use (an unknown format, a header that cannot be sent
@@ -448,6 +459,10 @@ def prepare_agent_run(
         raise ValueError(f"max_concurrent must be a positive integer, not {max_concurrent!r}")
     if directory is not None:
         _check_directory(directory, format)
+    if audit is not None:
+        audit = os.fspath(audit)
+        if not isinstance(audit, str) or not audit:
+            raise ValueError("audit must be a path")
     if not needs_mcp:
         return PreparedRun()
     key = lifecycle._reserve_run(max_concurrent, wait)
@@ -455,7 +470,7 @@ def prepare_agent_run(
         raise RunLimitError(f"{lifecycle.open_runs()} agent runs are open; the limit is {max_concurrent}")
     try:
         run = _prepare(key, port, registry, settings, format, headers, owner, tools, ttl, name, directory,
-                       label if label is not None else f"{name}#{next(lifecycle._run_numbers)}")
+                       label if label is not None else f"{name}#{next(lifecycle._run_numbers)}", audit)
     except BaseException:
         lifecycle._release_run(key)
         raise
@@ -466,7 +481,8 @@ def prepare_agent_run(
 
 def _prepare(key: object, port: Optional[int], registry: Optional[ToolRegistry], settings: Optional[Settings],
              format: str, headers: Optional[Mapping[str, str]], owner: bool, tools: Optional[Iterable[str]],
-             ttl: Optional[float], name: str, directory: Optional[str], label: str) -> PreparedRun:
+             ttl: Optional[float], name: str, directory: Optional[str], label: str,
+             audit: Optional[str] = None) -> PreparedRun:
     for _ in range(_ATTEMPTS):
         try:
             server = lifecycle.ensure(port, registry=registry, settings=settings)
@@ -474,7 +490,14 @@ def _prepare(key: object, port: Optional[int], registry: Optional[ToolRegistry],
             return _without_mcp(f"MCP loopback server failed to start: {exc}")
         grant = server.issue_token(OWNER if owner else GUEST, headers=headers, tools=tools, ttl=ttl, label=label)
         own_directory: Optional[str] = None
+        stop_audit: Optional[Callable[[], None]] = None
         try:
+            if audit is not None:
+                try:
+                    stop_audit = server.add_audit(audit, principal=grant)
+                except OSError as exc:
+                    server.revoke_token(grant.token)
+                    return _without_mcp(f"cannot open the audit file {audit}: {exc.strerror or exc}")
             config = clients.render(format, server.url, grant.token, name=name, headers=headers)
             if directory is None:
                 own_directory = _run_directory(format)
@@ -482,16 +505,20 @@ def _prepare(key: object, port: Optional[int], registry: Optional[ToolRegistry],
             _write_private(path, config.text)
         except BaseException as exc:
             server.revoke_token(grant.token)
+            if stop_audit is not None:
+                stop_audit()
             if own_directory is not None:
                 shutil.rmtree(own_directory, ignore_errors=True)
             if isinstance(exc, OSError):
                 return _without_mcp(f"cannot write the MCP config: {exc}")
             raise
-        lease = _Lease(server, grant, path, own_directory, key)
+        lease = _Lease(server, grant, path, own_directory, key, stop_audit)
         if not server.serving:
             # close() ran meanwhile: this server is gone; the next ensure() starts a new one.
             lease.released = True
             server.revoke_token(grant.token)
+            if stop_audit is not None:
+                stop_audit()
             if own_directory is not None:
                 shutil.rmtree(own_directory, ignore_errors=True)
             else:

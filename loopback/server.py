@@ -26,6 +26,7 @@ from .auth import OWNER, Grant, TokenStore
 from .errors import LoopbackError, PortInUseError, StartError
 from . import http11
 from .admission import MCP_PATH, is_loopback_host
+from .callsinks import CallLog, Sink
 from .connection import Connection, Endpoint
 from .settings import Settings
 from .tools import ToolRegistry
@@ -102,7 +103,7 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], family: int, *, registry: ToolRegistry,
-                 settings: Settings, tokens: Optional[TokenStore],
+                 settings: Settings, tokens: Optional[TokenStore], calls: Optional[CallLog] = None,
                  on_bind: Optional[Callable[[socket.socket], None]] = None) -> None:
         self.address_family = family
         self.request_queue_size = settings.listen_backlog or _kernel_backlog()
@@ -124,7 +125,7 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
             self._wake_writer.close()
             raise
         self.endpoint = Endpoint(port=self.server_port, settings=settings, registry=registry, tokens=tokens,
-                                 version=_package_version())
+                                 version=_package_version(), calls=calls)
 
     @property
     def closing(self) -> bool:
@@ -358,12 +359,21 @@ class LoopbackServer:
         self.registry = registry if registry is not None else ToolRegistry()
         self.tokens: Optional[TokenStore] = TokenStore() if require_auth else None
         self._grant: Optional[Grant] = self.tokens.issue(token=token) if self.tokens else None
-        self._httpd = _bind(
-            host, port, self.settings.port_fallback,
-            lambda address, family: _HTTPServer(
-                address, family, registry=self.registry, settings=self.settings, tokens=self.tokens,
-                on_bind=_on_bind),
-        )
+        try:
+            self.calls = CallLog(self.settings, self.registry)  # opens Settings.audit_path
+        except OSError as exc:
+            raise StartError(f"cannot open the audit file {self.settings.audit_path}: {exc.strerror or exc}") from None
+        try:
+            self._httpd = _bind(
+                host, port, self.settings.port_fallback,
+                lambda address, family: _HTTPServer(
+                    address, family, registry=self.registry, settings=self.settings, tokens=self.tokens,
+                    calls=self.calls, on_bind=_on_bind),
+            )
+        except BaseException:
+            self.calls.close()
+            raise
+        self.calls.thread_name = f"loopback-mcp:{self._httpd.server_address[1]}:calls"
         if not is_loopback_host(host):
             self._httpd.endpoint.extra_hosts = frozenset({host.lower().strip("[]"), host.lower()})
         self.host = host
@@ -421,6 +431,32 @@ class LoopbackServer:
     def revoke_token(self, token: str) -> bool:
         """Stop accepting ``token``; True if it was live. Requests already running finish."""
         return self.tokens.revoke(token) if self.tokens is not None else False
+
+    def stats(self) -> dict[str, Any]:
+        """Figures since start (``Settings.stats``): ``{"since", "calls", "errors", "p50_ms",
+        "p95_ms", "tools": {tool: figures}, "principals": {label: figures}, "methods":
+        {method: figures}}``, where figures are ``calls``, ``errors`` (every outcome but ok),
+        ``p50_ms``, ``p95_ms``, ``max_ms`` and ``mean_ms``. A principal is a grant's label, else
+        its scope (``owner``). Empty figures when ``Settings(stats=False)``."""
+        self.calls.flush()
+        stats = self.calls.stats
+        if stats is None:
+            return {"since": None, "calls": 0, "errors": 0, "p50_ms": 0.0, "p95_ms": 0.0,
+                    "tools": {}, "principals": {}, "methods": {}}
+        return stats.snapshot()
+
+    def add_call_sink(self, sink: Sink, *, principal: Optional[Grant] = None) -> Callable[[], None]:
+        """Call ``sink(record)`` with the ``calllog.CallRecord`` of every request (only
+        ``principal``'s when given), on the server's call-log thread, in batches (each in
+        the order its requests began), up to ``callsinks.BATCH_SECONDS`` after each call;
+        returns the function that stops it."""
+        return self.calls.add_sink(sink, principal)
+
+    def add_audit(self, path: str, *, principal: Optional[Grant] = None) -> Callable[[], None]:
+        """Append a JSON line per request (only ``principal``'s when given) to ``path``
+        (created 0600, rotated as ``Settings.audit_max_bytes``/``audit_backups`` say);
+        returns the function that stops it. Raises OSError when the file cannot be opened."""
+        return self.calls.add_audit(os.fspath(path), principal)
 
     def start(self) -> "LoopbackServer":
         """Serve from a daemon thread; returns self. Calling it twice is an error."""
@@ -502,6 +538,7 @@ class LoopbackServer:
             if not endpoint.task_pool.close(self.settings.close_timeout):
                 _log.warning("a task ignored its cancellation: its thread is left running")
             endpoint.watcher.close()
+            self.calls.close()
             self._closed.set()
         finally:
             self._close_lock.release()
@@ -516,6 +553,7 @@ class LoopbackServer:
         """In a forked child: drop the inherited sockets without touching the parent's server."""
         self._closed.set()
         self._httpd.endpoint.closing = True
+        self.calls.abandon_after_fork()
         httpd = self._httpd
         for sock in [httpd.socket, httpd._wake_reader, httpd._wake_writer, *list(httpd._connections)]:
             try:
