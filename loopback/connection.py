@@ -144,6 +144,11 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         self._cors: tuple[tuple[str, str], ...] = ()
         self._head_only = False
         self._request_line = ""
+        self._heads_date = ""
+        self._heads: dict[tuple[Any, ...], bytes] = {}  # head prefixes of this Date second
+        # The last request head's bytes and what was decided from them: a client repeats
+        # its heads, so a repeat skips parsing and admission (its token still checked).
+        self._memo: Optional[tuple[bytes, http11.RequestHead, str, Admission, Optional[str]]] = None
 
     def _idle(self) -> None:
         """Back to the idle limit after a deadline: blocking I/O under the kernel's timeouts."""
@@ -254,13 +259,28 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         fields.extend(f"{name}: {value}" for name, value in (*self._cors, *headers))
         return fields
 
+    def _head_prefix(self, status: int, content_type: Optional[str], headers: tuple[tuple[str, str], ...]) -> bytes:
+        """The head of a response up to its framing fields, built once per Date second
+        for each kind of response this connection sends (a client repeats its requests)."""
+        date = self.endpoint.date()
+        if self._heads_date is not date:
+            self._heads_date = date
+            self._heads = {}
+        key = (status, content_type, headers, self._cors)
+        prefix = self._heads.get(key)
+        if prefix is None:
+            prefix = http11.head_prefix(status, self._fields(content_type, headers))
+            if len(self._heads) < 16:
+                self._heads[key] = prefix
+        return prefix
+
     def send(self, status: int, body: bytes = b"", content_type: Optional[str] = "application/json",
              headers: tuple[tuple[str, str], ...] = ()) -> None:
         """Write a whole response (head and body) with one send."""
         if self.endpoint.closing:
             self.close_connection = True
-        head = http11.response_head(status, self._fields(content_type if body else None, headers),
-                                    length=len(body), close=self.close_connection)
+        head = (self._head_prefix(status, content_type if body else None, headers)
+                + http11.head_suffix(status, len(body), self.close_connection))
         # A response to HEAD has no content (RFC 9110 9.3.2), only its Content-Length.
         self.write(head if self._head_only else head + body)
         if _log.isEnabledFor(logging.DEBUG):
@@ -291,6 +311,19 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         self._request_line = ""
         try:
             raw = self._read_head()
+        except HttpError as exc:
+            self.close_connection = True
+            self.refuse(exc)
+            return
+        memo = self._memo
+        if memo is not None and memo[0] == raw and self._same_grant(memo[1], memo[3]):
+            _, head, self._request_line, decision, version_header = memo
+            self.close_connection = not head.keep_alive
+            self._cors = decision.cors
+            self._post(head, decision, version_header)
+            return
+        self._memo = None
+        try:
             line, field_lines = http11.split_head(raw)
             self._request_line = line[:200].rstrip(b"\r").decode("latin-1")
             head = http11.parse_head(line, field_lines, self._seen_fields)
@@ -312,6 +345,8 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
                 self.close_connection = True  # unread bytes must not be parsed as the next request
             self.refuse(exc)
             return
+        if isinstance(decision, Admission) and decision.method == "POST" and not self.http10:
+            self._memo = (raw, head, self._request_line, decision, version_header)
         if isinstance(decision, Preflight):
             self.send(204, headers=decision.headers)
             return
@@ -331,6 +366,11 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         else:
             endpoint.sessions.remove(session.id)
             self.send(204)
+
+    def _same_grant(self, head: http11.RequestHead, decision: Admission) -> bool:
+        """Whether a repeated head's token still gives the grant it gave (checked every time)."""
+        tokens = self.endpoint.tokens
+        return tokens is None or admission.authenticate(head.headers.get("Authorization"), tokens) is decision.grant
 
     @staticmethod
     def _body_announced(head: http11.RequestHead) -> bool:
