@@ -317,10 +317,10 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             return
         memo = self._memo
         if memo is not None and memo[0] == raw and self._same_grant(memo[1], memo[3]):
-            _, head, self._request_line, decision, version_header = memo
-            self.close_connection = not head.keep_alive
-            self._cors = decision.cors
-            self._post(head, decision, version_header)
+            _, seen_head, self._request_line, admitted, seen_version = memo
+            self.close_connection = not seen_head.keep_alive
+            self._cors = admitted.cors
+            self._post(seen_head, admitted, seen_version)
             return
         self._memo = None
         try:
