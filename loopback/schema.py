@@ -809,7 +809,7 @@ def _compile_flat(schema: Mapping[str, Any]) -> Optional[Callable[[Any, str], An
                     if closed:
                         break
                     checked[key] = item  # additionalProperties: true, anything goes
-                elif type(item) is kind and (kind is not float or finite(item)):
+                elif type(item) is kind and (kind is not float or finite(item)):  # type: ignore[arg-type]
                     checked[key] = item
                 elif kind is float and type(item) is int and -(2 ** 53) <= item <= 2 ** 53:
                     checked[key] = float(item)
