@@ -40,6 +40,7 @@ from .settings import Settings
 _log = logging.getLogger("loopback")
 
 _READ_CHUNK = 65536
+_GATHER_OVER = 1 << 16  # a body larger than this is not copied behind its head to be sent
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (None, "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -252,6 +253,22 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         finally:
             writing.discard(self.sock)
 
+    def _write_both(self, head: bytes, body: bytes) -> None:
+        """Head and a large body in one gathered write, without copying them together."""
+        writing = self.endpoint.writing
+        writing.add(self.sock)
+        try:
+            views = [memoryview(head), memoryview(body)]
+            while views:
+                sent = self.sock.sendmsg(views)
+                while views and sent >= len(views[0]):
+                    sent -= len(views[0])
+                    views.pop(0)
+                if views and sent:
+                    views[0] = views[0][sent:]
+        finally:
+            writing.discard(self.sock)
+
     def _fields(self, content_type: Optional[str], headers: tuple[tuple[str, str], ...]) -> list[str]:
         fields = ["Server: loopback", f"Date: {self.endpoint.date()}"]
         if content_type:
@@ -282,7 +299,12 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         head = (self._head_prefix(status, content_type if body else None, headers)
                 + http11.head_suffix(status, len(body), self.close_connection))
         # A response to HEAD has no content (RFC 9110 9.3.2), only its Content-Length.
-        self.write(head if self._head_only else head + body)
+        if self._head_only:
+            self.write(head)
+        elif len(body) > _GATHER_OVER:
+            self._write_both(head, body)
+        else:
+            self.write(head + body)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug('%s "%s" %d %d', self.client_address[0], self._request_line, status, len(body))
 
