@@ -390,9 +390,10 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             self.send(204)
 
     def _same_grant(self, head: http11.RequestHead, decision: Admission) -> bool:
-        """Whether a repeated head's token still gives the grant it gave (checked every time)."""
+        """Whether a repeated head's token (the same bytes) still has its grant: checked
+        on every request, revoked or expired sends it back through admission."""
         tokens = self.endpoint.tokens
-        return tokens is None or admission.authenticate(head.headers.get("Authorization"), tokens) is decision.grant
+        return tokens is None or (decision.grant is not None and tokens.still_live(decision.grant))
 
     @staticmethod
     def _body_announced(head: http11.RequestHead) -> bool:

@@ -53,3 +53,21 @@ def test_a_changed_head_is_parsed_again() -> None:
         client.close()
     finally:
         server.close()
+
+
+def test_expired_token_refused_on_a_repeated_head() -> None:
+    import time
+
+    server = loopback.start(registry=make_registry(), port=0)
+    try:
+        grant = server.issue_token(ttl=1.0)
+        client = Client(server.port, grant.token, auto_session=False)
+        headers = client.headers()
+        assert _call(client.conn, headers)[0] == 200  # the plain JSON path: no session
+        assert _call(client.conn, headers)[0] == 200
+        time.sleep(1.1)
+        status, payload = _call(client.conn, headers)
+        assert status == 401, payload
+        client.close()
+    finally:
+        server.close()
