@@ -427,7 +427,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         except JsonRpcError as exc:
             self.refuse(exc)
             return
-        plan = protocol.plan(payload, version_header)
+        plan = protocol.plan(payload, version_header, endpoint.registry)
         grant = decision.grant
         session: Optional[Session] = None
         new_session: Optional[Session] = None
