@@ -130,7 +130,10 @@ def _check_answer(data: bytes) -> bool:
 
 
 def _check_sized(data: bytes, min_len: int) -> bool:
-    """True if ``data`` is a successful ``tools/call`` result at least ``min_len`` bytes long."""
+    """True if ``data`` is a successful ``tools/call`` result at least ``min_len`` bytes long
+    (a JSON body, or an SSE stream whose last event is the result)."""
+    if data.startswith(b"id:") or data.startswith(b"event:") or data.startswith(b"retry:") or data.startswith(b":"):
+        return len(data) >= min_len and b'"isError":false' in data and data.rstrip().endswith(b"}}")
     message = json.loads(data)
     result = message.get("result")
     return len(data) >= min_len and isinstance(result, dict) and result.get("isError") is False
@@ -891,6 +894,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if not args.no_goals:
         goals_module.register_tools(loopback)
+        goals_module.register_progress_tool(loopback)
     server = loopback.ensure()
     assert server.host == HOST
     warm = measure_warm_ensure(loopback.ensure, args.warm_calls)

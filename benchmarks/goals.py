@@ -44,6 +44,7 @@ GOAL_2026_VS_JSON_CPU = 1.15
 GOAL_1MB_P50_MS = 3.0
 GOAL_COLD_TOTAL_MS = 5.0
 GOAL_BURST_MAX_MS = 50.0
+GOAL_PROGRESS_US = 10.0
 
 
 def modern_body(name: str = "add", arguments: Optional[dict[str, Any]] = None) -> bytes:
@@ -71,6 +72,28 @@ def register_tools(loopback: Any) -> None:
             return payload
 
         loopback.tool(make(text), name=f"text_{size}", description=f"{label} of text")
+
+
+PROGRESS_N = 100  # notifications per call in the progress run
+
+
+def register_progress_tool(loopback: Any) -> None:
+    """``progress_n(n)`` sends ``n`` progress notifications, then answers."""
+    Context = loopback.Context
+
+    def progress_n(n: int, ctx: Context) -> int:  # type: ignore[valid-type]
+        for i in range(n):
+            ctx.progress(i + 1, n)  # type: ignore[attr-defined]
+        return n
+
+    progress_n.__annotations__ = {"n": int, "ctx": Context, "return": int}
+    loopback.tool(progress_n)
+
+
+def progress_body(n: int) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "progress_n", "arguments": {"n": n}, "_meta": {"progressToken": "p"}}},
+                      separators=(",", ":")).encode()
 
 
 def _median(values: list[float]) -> float:
@@ -265,10 +288,31 @@ def run(bench: Any, *, loopback_port: int, token: str, floor_port: int, raw_port
                         "errors": sum(r[label]["errors"] + r[label]["handshake_errors"] for r in payload_reps)}
                 for label in PAYLOADS}
 
+    # progress notifications: server CPU per call with PROGRESS_N of them and with none
+    progress_targets = [{"name": f"progress-{n}", "port": loopback_port, "headers": lb_headers, "handshake": False,
+                         "body": progress_body(n).decode(), "min_len": 10} for n in (0, PROGRESS_N)]
+    progress_reps = []
+    for rep in range(reps):
+        print(f"goals: progress notifications (repetition {rep + 1}/{reps}) ...", file=sys.stderr)
+        raw = bench.run_worker({"mode": "latency", "calls": max(20, calls // 10), "block": 10, "time_limit": 300.0,
+                                "warmup": 5, "targets": progress_targets},
+                               timeout=600.0, clocks={t["name"]: clock for t in progress_targets})
+        merged = {name: bench._merge([r]) for name, r in raw.items()}
+        progress_reps.append(merged)
+    zero, many = "progress-0", f"progress-{PROGRESS_N}"
+    progress = {
+        "per_notification_us": med(lambda r: (r[many]["server_cpu_us_per_req"] - r[zero]["server_cpu_us_per_req"])
+                                   / PROGRESS_N, progress_reps),
+        "call_cpu_us": {name: med(lambda r: r[name]["server_cpu_us_per_req"], progress_reps) for name in (zero, many)},
+        "errors": sum(r[name]["errors"] + r[name]["handshake_errors"] for r in progress_reps for name in (zero, many)),
+        "n": PROGRESS_N,
+    }
+
     env = bench._child_env()
     print(f"goals: connect bursts of {BURST} ...", file=sys.stderr)
+    burst_targets = [("loopback", loopback_port, token)] + ([("floor", floor_port, dummy_token)] if reps > 1 else [])
     bursts = {name: [measure_burst([sys.executable], port, tok, BURST, env) for _ in range(reps)]
-              for name, port, tok in (("loopback", loopback_port, token), ("floor", floor_port, dummy_token))}
+              for name, port, tok in burst_targets}
     burst = {name: {"max_ms": _median([b["max_ms"] for b in runs]), "stall_ms": _median([b["stall_ms"] for b in runs]), "p50_ms": _median([b["p50_ms"] for b in runs]),
                     "answered": min(b["answered"] for b in runs), "ok_200": min(b["ok_200"] for b in runs),
                     "runs": runs} for name, runs in bursts.items()}
@@ -286,12 +330,14 @@ def run(bench: Any, *, loopback_port: int, token: str, floor_port: int, raw_port
         "payload_1mb_p50_ms": (payloads["1 MB"]["p50_ms"], GOAL_1MB_P50_MS, "<="),
         "cold_total_ms": (cold["total_ms"], GOAL_COLD_TOTAL_MS, "<="),
         "burst_stall_ms": (burst["loopback"]["stall_ms"], GOAL_BURST_MAX_MS, "<="),
+        "progress_us": (progress["per_notification_us"], GOAL_PROGRESS_US, "<="),
     }
     verdicts = {key: {"value": v, "goal": g, "op": op, "met": (v <= g if op == "<=" else v >= g) if v == v else False}
                 for key, (v, g, op) in goals.items()}
     if burst["loopback"]["answered"] < BURST:
         verdicts["burst_stall_ms"]["met"] = False
     return {"targets": per_target, "ratios": ratios, "era_2026_vs_json_cpu": era_cpu, "payloads": payloads,
+            "progress": progress,
             "burst": burst, "cold": cold, "goals": verdicts, "reps": reps, "calls": calls, "seconds": seconds}
 
 
@@ -306,6 +352,7 @@ LABELS = {
     "payload_1mb_p50_ms": "1 MB text result p50 (ms)",
     "cold_total_ms": "import + first tool + ensure() (ms)",
     "burst_stall_ms": f"burst of {BURST} connects, longest stall (ms)",
+    "progress_us": "server CPU per progress notification (us)",
 }
 
 
@@ -326,6 +373,11 @@ def report(g: dict[str, Any]) -> list[str]:
     w("  connect burst: " + "   ".join(
         f"{name}: {b['answered']}/{BURST} answered ({b['ok_200']} with 200), p50 {b['p50_ms']:.1f} ms, slowest {b['max_ms']:.1f} ms, longest stall {b['stall_ms']:.1f} ms"
         for name, b in g["burst"].items()))
+    p = g["progress"]
+    many = p["call_cpu_us"]["progress-%d" % p["n"]]
+    w(f"  progress notifications (SSE on the call's POST): {p['per_notification_us']:.1f} us of server CPU each"
+      f" (a call with {p['n']}: {many:.0f} us, with none:"
+      f" {p['call_cpu_us']['progress-0']:.0f} us; errors {p['errors']})")
     c = g["cold"]
     w(f"  cold path (fresh process, median of {c['runs']}): import {c['import_ms']:.2f} ms + first @loopback.tool"
       f" {c['first_tool_ms']:.2f} ms + ensure() {c['ensure_ms']:.2f} ms = {c['total_ms']:.2f} ms")
