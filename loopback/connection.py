@@ -41,6 +41,7 @@ _log = logging.getLogger("loopback")
 
 _READ_CHUNK = 65536
 _GATHER_OVER = 1 << 16  # a body larger than this is not copied behind its head to be sent
+_HAS_SENDMSG = hasattr(socket.socket, "sendmsg")  # not on Windows
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (None, "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -301,7 +302,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         # A response to HEAD has no content (RFC 9110 9.3.2), only its Content-Length.
         if self._head_only:
             self.write(head)
-        elif len(body) > _GATHER_OVER:
+        elif len(body) > _GATHER_OVER and _HAS_SENDMSG:
             self._write_both(head, body)
         else:
             self.write(head + body)

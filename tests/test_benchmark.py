@@ -107,7 +107,7 @@ def test_children_write_bytecode_once_and_reuse_it(bench, monkeypatch):
     assert "PYTHONDONTWRITEBYTECODE" not in env
     assert env["PYTHONPYCACHEPREFIX"] == bench_module.PYCACHE_PREFIX
     tag = sys.implementation.cache_tag
-    for module in ("__init__", "server", "transport"):
+    for module in ("__init__", "server", "connection"):
         cached = Path(bench_module.PYCACHE_PREFIX + str(ROOT / "loopback")) / f"{module}.{tag}.pyc"
         assert cached.is_file(), cached
     # The floor and loopback children run without site (-S); what loopback needs to serve is measured too.
