@@ -1,7 +1,8 @@
 """loopback: a zero-dependency MCP server on 127.0.0.1 for the coding agents a Python host spawns.
 
-Public API only. Importing this package starts nothing and imports little: the
-server machinery is loaded on first use of a name that needs it (PEP 562).
+Public API only. Importing this package starts nothing and imports no other module:
+the server machinery is loaded on first use of a name that needs it (PEP 562), and
+``@loopback.tool`` before then only records the function for the default registry.
 
     import loopback
 

@@ -1,7 +1,8 @@
 """JSON-RPC 2.0 framing: decode a body, classify messages, build responses, encode.
 
 Owns: the error codes, the shape rules of requests, notifications and responses,
-and the one JSON encoding every response goes through.
+and the one JSON encoding every response goes through (a large text a result holds
+twice, as content and structuredContent, escaped once).
 Must not know: MCP methods, HTTP, sockets or threads.
 """
 

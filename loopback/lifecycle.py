@@ -2,7 +2,8 @@
 
 Owns: all module-level mutable state of the package (the singleton, the start in
 flight, the registered active server, the servers ``start()`` made that have not
-closed, the default tool registry, the live agent runs and the cap on how many may be
+closed, the default tool registry (which adopts the tools ``@loopback.tool`` recorded
+before it existed), the live agent runs and the cap on how many may be
 live at once, the run directories already swept) and the hooks that keep it true across
 ``os.fork()``, SIGTERM and interpreter exit: one ``atexit`` hook closes every server and
 releases every live run; a SIGTERM handler (installed only where the host left SIGTERM

@@ -2,7 +2,8 @@
 
 Owns: turning a function's parameters, type hints and docstring into a tool's input
 schema, description and output schema (JSON Schema 2020-12, everything inlined, no
-``$ref``); checking JSON values against a schema, generated or hand-written; turning
+``$ref``); checking JSON values against a schema, generated or hand-written (``checker``:
+compiled once per schema, a flat scalar object schema in one loop); turning
 checked JSON arguments into the Python values the annotations ask for (enum members,
 dataclass instances, tuples, sets) and return values back into JSON data
 (``to_jsonable``: the one converter every result goes through).
