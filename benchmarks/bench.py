@@ -68,6 +68,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import floor as floor_module  # noqa: E402  (benchmarks/floor.py)
+import goals as goals_module  # noqa: E402  (benchmarks/goals.py: the issue-14 figures)
 
 FLOOR_BODY = floor_module.FLOOR_BODY
 
@@ -128,7 +129,17 @@ def _check_answer(data: bytes) -> bool:
     )
 
 
-def _connect(port: int, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, dict[str, str], int]:
+def _check_sized(data: bytes, min_len: int) -> bool:
+    """True if ``data`` is a successful ``tools/call`` result at least ``min_len`` bytes long
+    (a JSON body, or an SSE stream whose last event is the result)."""
+    if data.startswith(b"id:") or data.startswith(b"event:") or data.startswith(b"retry:") or data.startswith(b":"):
+        return len(data) >= min_len and b'"isError":false' in data and data.rstrip().endswith(b"}}")
+    message = json.loads(data)
+    result = message.get("result")
+    return len(data) >= min_len and isinstance(result, dict) and result.get("isError") is False
+
+
+def _connect(port: int, headers: dict[str, str], handshake: bool = True) -> tuple[http.client.HTTPConnection, dict[str, str], int]:
     """A keep-alive connection that has done initialize + notifications/initialized.
 
     Returns the connection, the headers to send on it from now on (``headers`` plus the
@@ -138,6 +149,8 @@ def _connect(port: int, headers: dict[str, str]) -> tuple[http.client.HTTPConnec
     conn = http.client.HTTPConnection(HOST, port, timeout=CLIENT_TIMEOUT)
     errors = 0
     session_headers = headers
+    if not handshake:  # the 2026-07-28 era, or the plain JSON path: no initialize, no session
+        return conn, session_headers, errors
     try:
         conn.request("POST", PATH, INIT_BODY, headers)
         response = conn.getresponse()
@@ -159,8 +172,9 @@ def _connect(port: int, headers: dict[str, str]) -> tuple[http.client.HTTPConnec
 
 
 def client_loop(port: int, headers: dict[str, str], conn: http.client.HTTPConnection, session_headers: dict[str, str],
-                max_calls: int, deadline_ns: int,
-                latencies: list[int]) -> tuple[http.client.HTTPConnection, dict[str, str], int, int, int]:
+                max_calls: int, deadline_ns: int, latencies: list[int], body: bytes = CALL_BODY,
+                handshake: bool = True,
+                min_len: Optional[int] = None) -> tuple[http.client.HTTPConnection, dict[str, str], int, int, int]:
     """Send CALL_BODY on ``conn`` until ``max_calls`` calls or ``deadline_ns`` (perf_counter_ns).
 
     ``headers`` are the base headers, ``session_headers`` what ``_connect`` returned for
@@ -178,7 +192,7 @@ def client_loop(port: int, headers: dict[str, str], conn: http.client.HTTPConnec
         if t0 >= deadline_ns:
             break
         try:
-            conn.request("POST", PATH, CALL_BODY, session_headers)
+            conn.request("POST", PATH, body, session_headers)
             response = conn.getresponse()
             data = response.read()
             status = response.status
@@ -189,13 +203,13 @@ def client_loop(port: int, headers: dict[str, str], conn: http.client.HTTPConnec
             calls += 1
             errors += 1
             conn.close()
-            conn, session_headers, handshake_errors = _connect(port, headers)
+            conn, session_headers, handshake_errors = _connect(port, headers, handshake)
             errors += handshake_errors
             continue
         append(perf() - t0)
         calls += 1
         try:
-            ok = status == 200 and _check_answer(data)
+            ok = status == 200 and (_check_answer(data) if min_len is None else _check_sized(data, min_len))
         except Exception:
             ok = False
         if not ok:
@@ -236,6 +250,11 @@ def _worker() -> None:
     targets = spec["targets"]
     handshake_errors = {t["name"]: 0 for t in targets}
 
+    def opts(t: dict[str, Any]) -> dict[str, Any]:
+        """A target's request: its body (default CALL_BODY), handshake, expected size."""
+        return {"body": t["body"].encode() if t.get("body") else CALL_BODY, "handshake": t.get("handshake", True),
+                "min_len": t.get("min_len")}
+
     def block(name: str) -> None:
         print(f"BLOCK {name}", flush=True)
         if sys.stdin.readline().strip() != "K":
@@ -246,11 +265,12 @@ def _worker() -> None:
         # blocks, so that drift in the machine's speed hits every target alike.
         conns, sessions = {}, {}
         for t in targets:
-            conns[t["name"]], sessions[t["name"]], handshake_errors[t["name"]] = _connect(int(t["port"]), t["headers"])
+            conns[t["name"]], sessions[t["name"]], handshake_errors[t["name"]] = _connect(
+                int(t["port"]), t["headers"], opts(t)["handshake"])
         for t in targets:  # warm-up: not timed, not counted
             conns[t["name"]], sessions[t["name"]], _, _, _ = client_loop(
                 int(t["port"]), t["headers"], conns[t["name"]], sessions[t["name"]],
-                int(spec.get("warmup", WARMUP_CALLS)), time.perf_counter_ns() + 30 * 10**9, [])
+                int(spec.get("warmup", WARMUP_CALLS)), time.perf_counter_ns() + 30 * 10**9, [], **opts(t))
         print("READY", flush=True)
         if sys.stdin.readline().strip() != "GO":
             return
@@ -267,7 +287,8 @@ def _worker() -> None:
                 block(t["name"])
                 cpu0, t0 = time.process_time(), time.perf_counter_ns()
                 conns[t["name"]], sessions[t["name"]], calls, errors, closes = client_loop(
-                    int(t["port"]), t["headers"], conns[t["name"]], sessions[t["name"]], want, deadline, st["lat"])
+                    int(t["port"]), t["headers"], conns[t["name"]], sessions[t["name"]], want, deadline, st["lat"],
+                    **opts(t))
                 st["elapsed_ns"] += time.perf_counter_ns() - t0
                 st["cpu"] += time.process_time() - cpu0
                 st["calls"] += calls
@@ -289,7 +310,7 @@ def _worker() -> None:
     port, headers, n = int(t["port"]), t["headers"], int(spec["connections"])
     connections = []
     for _ in range(n):
-        conn, session_headers, errs = _connect(port, headers)
+        conn, session_headers, errs = _connect(port, headers, opts(t)["handshake"])
         connections.append((conn, session_headers))
         handshake_errors[t["name"]] += errs
     print("READY", flush=True)
@@ -306,7 +327,8 @@ def _worker() -> None:
     def run(i: int) -> None:
         barrier.wait()
         conn, session_headers = connections[i]
-        results_[i] = client_loop(port, headers, conn, session_headers, per_thread, box["deadline"], lat_lists[i])
+        results_[i] = client_loop(port, headers, conn, session_headers, per_thread, box["deadline"], lat_lists[i],
+                                  **opts(t))
         ends[i] = time.perf_counter_ns()
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
@@ -823,6 +845,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run (about 15 s): --seconds 0.2 --calls 50 --cold-runs 1 --warm-calls 1000, "
                              "20 warm-up calls, no untimed warm-up processes; explicit options still win")
+    parser.add_argument("--svg", metavar="PATH", help="also draw the issue-14 figures as an SVG chart at PATH")
+    parser.add_argument("--no-goals", action="store_true", help="leave out the issue-14 section (raw floor, eras, payloads, bursts)")
     parser.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._worker:
@@ -868,6 +892,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         """Add two integers."""
         return a + b
 
+    if not args.no_goals:
+        goals_module.register_tools(loopback)
+        goals_module.register_progress_tool(loopback)
     server = loopback.ensure()
     assert server.host == HOST
     warm = measure_warm_ensure(loopback.ensure, args.warm_calls)
@@ -891,6 +918,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     clocks: dict[str, Callable[[], float]] = {"floor": time.process_time, "loopback": time.process_time}
     latency: dict[str, Any] = {}
     throughput: dict[int, dict[str, Any]] = {}
+    goals: Optional[dict[str, Any]] = None
     try:
         if sdk_python:
             print("starting the SDK server ...", file=sys.stderr)
@@ -909,6 +937,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         for i, n in enumerate(levels):
             rotated = names[i % len(names):] + names[:i % len(names)]
             throughput[n] = measure_throughput(targets, n, args.seconds, args.max_requests, rotated, clocks)
+        if not args.no_goals:
+            raw_floor = floor_module.RawFloor()
+            try:
+                goals = goals_module.run(
+                    sys.modules[__name__],
+                    loopback_port=server.port, token=server.token, floor_port=floor_server.server_address[1],
+                    raw_port=raw_floor.port, headers=_headers, dummy_token=DUMMY_TOKEN, calls=args.calls,
+                    seconds=args.seconds, reps=1 if args.quick else 3, warmup=warmup_calls,
+                    cold_runs=args.cold_runs, clock=time.process_time)
+            finally:
+                raw_floor.close()
     finally:
         if sdk_server is not None:
             sdk_server.stop()
@@ -1091,8 +1130,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     for item in targets_met.values():
         verdict = "MET" if item["met"] else ("SKIPPED" if item["met"] is None else "NOT MET")
         w(f"  {item['label']:<58} {item['value']:<44} {verdict}")
+    if goals is not None:
+        w("")
+        out.extend(goals_module.report(goals))
     w(f"total run time {time.monotonic() - started:.1f} s")
     print("\n".join(out))
+    if goals is not None and args.svg:
+        import chart
+        chart.write_svg(args.svg, goals, title=f"loopback {machine['loopback_version']}, {machine['date']}, "
+                        f"python {machine['python']}, {machine['nproc']} cores")
 
     if args.json:
         document = {
@@ -1116,6 +1162,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "errors": errors,
             "keepalive_closes": closes,
             "targets": targets_met,
+            "goals": goals,
             "target": {"p50_ratio_max": FOUNDATION_P50_VS_FLOOR, "errors_max": 0, "met": foundation_met},
             "run_time_s": time.monotonic() - started,
         }

@@ -13,6 +13,7 @@ checks, no JSON parsing and no argument validation.
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,70 @@ def start(port: int = 0, one_write: bool = False) -> tuple[FloorServer, threadin
     thread = threading.Thread(target=httpd.serve_forever, name="floor", daemon=True)
     thread.start()
     return httpd, thread
+
+
+# --------------------------------------------------------------------------
+# The RAW floor: a raw-socket server answering a canned reply
+# --------------------------------------------------------------------------
+
+RAW_RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(FLOOR_BODY)).encode() + b"\r\n\r\n" + FLOOR_BODY)
+
+
+def _raw_serve(conn: socket.socket) -> None:
+    """Read a head, skip its body by Content-Length, send the canned reply; repeat.
+    The kernel's share of a request plus almost no Python: the limit, not an idiom."""
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+    buffer = b""
+    try:
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            while end < 0:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+                end = buffer.find(b"\r\n\r\n")
+            head, buffer = buffer[:end], buffer[end + 4:]
+            at = head.lower().find(b"content-length:")
+            length = int(head[at + 15:head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0 else None]) if at >= 0 else 0
+            while len(buffer) < length:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+            buffer = buffer[length:]
+            conn.sendall(RAW_RESPONSE)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+class RawFloor:
+    """``start_raw()``: a listening socket and an accept thread; a thread per connection."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.create_server(("127.0.0.1", port), backlog=128)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, name="raw-floor", daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=_raw_serve, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)
 
 
 if __name__ == "__main__":

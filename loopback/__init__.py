@@ -1,7 +1,8 @@
 """loopback: a zero-dependency MCP server on 127.0.0.1 for the coding agents a Python host spawns.
 
-Public API only. Importing this package starts nothing and imports little: the
-server machinery is loaded on first use of a name that needs it (PEP 562).
+Public API only. Importing this package starts nothing and imports no other module:
+the server machinery is loaded on first use of a name that needs it (PEP 562), and
+``@loopback.tool`` before then only records the function for the default registry.
 
     import loopback
 
@@ -17,8 +18,10 @@ server machinery is loaded on first use of a name that needs it (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Callable, Optional
+import _thread
+import sys
+
+TYPE_CHECKING = False  # not imported from typing: ``import loopback`` loads no module it does not need
 
 __version__ = "0.1.0"
 
@@ -106,6 +109,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
+
     from .auth import Grant
     from .content import Audio, EmbeddedResource, Image, InputRequired, ResourceLink, Text
     from .context import ClientRequestError, Context
@@ -125,7 +130,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'loopback' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    __import__(f"{__name__}.{module}")
+    value = getattr(sys.modules[f"{__name__}.{module}"], name)
     globals()[name] = value  # later lookups skip this function
     return value
 
@@ -134,13 +140,36 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
+# Tools registered with ``@loopback.tool`` before the default registry exists: the
+# registry (``lifecycle``, and with it the schema and request machinery) is loaded when
+# first needed (the first ``ensure()``, ``default_registry()``), and adds these then.
+_pending: "list[tuple[Callable[..., Any], dict[str, Any]]]" = []
+_pending_lock = _thread.allocate_lock()
+_registry_ready = False  # set by lifecycle once its registry has taken _pending
+
+
 def tool(func: Optional[Callable[..., Any]] = None, **options: Any) -> Any:
     """Register a function as a tool of the default registry: ``@loopback.tool`` or
     ``@loopback.tool(name=..., title=..., description=..., annotations=..., owner_only=...,
     task="optional" | "required")`` (see ``ToolRegistry.add``).
 
     A parameter annotated ``loopback.Context`` receives the request context.
+
+    Registering costs next to nothing: the tool's schemas are built when the default
+    registry is first needed (the first ``ensure()``, ``start()`` or
+    ``default_registry()``), and an invalid tool raises there.
     """
+    if func is None:
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            return tool(f, **options)  # type: ignore[no-any-return]
+        return register
+    if not _registry_ready:
+        with _pending_lock:
+            if not _registry_ready:
+                if not callable(func):
+                    raise TypeError(f"a tool must be callable, not {type(func).__name__}")
+                _pending.append((func, options))
+                return func
     from .lifecycle import default_registry
 
     return default_registry().tool(func, **options)

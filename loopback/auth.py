@@ -111,6 +111,7 @@ class TokenStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._grants: dict[bytes, Grant] = {}
+        self._live: frozenset[int] = frozenset()  # ids of the grants in _grants, for still_live
         # Told of each grant that ends (revoked, or found expired), after it is gone:
         # the server ends its sessions, streams and state.
         self._on_end: list[Callable[[Grant], None]] = []
@@ -150,6 +151,7 @@ class TokenStore:
             grants = dict(self._grants)
             grants[_digest(token.encode("ascii"))] = grant
             self._grants = grants
+            self._live = frozenset(map(id, grants.values()))
         return grant
 
     def revoke(self, token: str) -> bool:
@@ -161,6 +163,7 @@ class TokenStore:
                 return False
             grants = dict(self._grants)
             del grants[key]
+            self._live = frozenset(map(id, grants.values()))
             self._grants = grants
         for listener in self._on_end:
             listener(grant)
@@ -186,6 +189,12 @@ class TokenStore:
             self.revoke(grant.token)
             return None
         return grant
+
+    def still_live(self, grant: Grant) -> bool:
+        """Whether ``grant``, which ``check`` gave for a token, is still live (neither
+        revoked nor expired): for a connection presenting the very same token bytes
+        again, without hashing them again. False sends the caller back to ``check``."""
+        return id(grant) in self._live and (grant.expires_at is None or not grant.expired())
 
     def grants(self) -> tuple[Grant, ...]:
         """The live grants, oldest first."""

@@ -9,7 +9,10 @@ status notifications go) and
 ``Connection``: HTTP/1.1 keep-alive with each response built whole and written with
 one send; the time limits (the idle limit as the kernel's socket timeouts, the head
 and body deadlines as Python ones only while they run); reading the head
-(``http11.head_end``) and the body (``http11`` receivers); which ``ClientState``
+(``http11.head_end``) and the body (``http11`` receivers); the last request head's
+bytes with their parse and admission, reused when the next head repeats them (its
+token's grant checked every time); the response head prefixes of this Date second;
+which ``ClientState``
 serves a request (its session's, a fresh one per 2026-07-28 request, or its grant's
 own); sessions made by ``initialize`` and ended by ``DELETE``; noting each request for
 the call log (a ``calllog.Note``, only when ``Endpoint.calls.wanted()``: one check per
@@ -50,6 +53,8 @@ _READ_CHUNK = 65536
 # before the client reads it (Apache's and nginx's "lingering close").
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 1 << 20
+_GATHER_OVER = 1 << 16  # a body larger than this is not copied behind its head to be sent
+_HAS_SENDMSG = hasattr(socket.socket, "sendmsg")  # not on Windows
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (None, "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -178,6 +183,11 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         self._head_only = False
         self._request_line = ""
         self._linger = False  # a refusal left bytes unread: drain them before closing
+        self._heads_date = ""
+        self._heads: dict[tuple[Any, ...], bytes] = {}  # head prefixes of this Date second
+        # The last request head's bytes and what was decided from them: a client repeats
+        # its heads, so a repeat skips parsing and admission (its token still checked).
+        self._memo: Optional[tuple[bytes, http11.RequestHead, str, Admission, Optional[str]]] = None
 
     def _idle(self) -> None:
         """Back to the idle limit after a deadline: blocking I/O under the kernel's timeouts."""
@@ -315,6 +325,22 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         finally:
             writing.discard(self.sock)
 
+    def _write_both(self, head: bytes, body: bytes) -> None:
+        """Head and a large body in one gathered write, without copying them together."""
+        writing = self.endpoint.writing
+        writing.add(self.sock)
+        try:
+            views = [memoryview(head), memoryview(body)]
+            while views:
+                sent = self.sock.sendmsg(views)
+                while views and sent >= len(views[0]):
+                    sent -= len(views[0])
+                    views.pop(0)
+                if views and sent:
+                    views[0] = views[0][sent:]
+        finally:
+            writing.discard(self.sock)
+
     def _fields(self, content_type: Optional[str], headers: tuple[tuple[str, str], ...]) -> list[str]:
         fields = ["Server: loopback", f"Date: {self.endpoint.date()}"]
         if content_type:
@@ -322,15 +348,35 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         fields.extend(f"{name}: {value}" for name, value in (*self._cors, *headers))
         return fields
 
+    def _head_prefix(self, status: int, content_type: Optional[str], headers: tuple[tuple[str, str], ...]) -> bytes:
+        """The head of a response up to its framing fields, built once per Date second
+        for each kind of response this connection sends (a client repeats its requests)."""
+        date = self.endpoint.date()
+        if self._heads_date is not date:
+            self._heads_date = date
+            self._heads = {}
+        key = (status, content_type, headers, self._cors)
+        prefix = self._heads.get(key)
+        if prefix is None:
+            prefix = http11.head_prefix(status, self._fields(content_type, headers))
+            if len(self._heads) < 16:
+                self._heads[key] = prefix
+        return prefix
+
     def send(self, status: int, body: bytes = b"", content_type: Optional[str] = "application/json",
              headers: tuple[tuple[str, str], ...] = ()) -> None:
         """Write a whole response (head and body) with one send."""
         if self.endpoint.closing:
             self.close_connection = True
-        head = http11.response_head(status, self._fields(content_type if body else None, headers),
-                                    length=len(body), close=self.close_connection)
+        head = (self._head_prefix(status, content_type if body else None, headers)
+                + http11.head_suffix(status, len(body), self.close_connection))
         # A response to HEAD has no content (RFC 9110 9.3.2), only its Content-Length.
-        self.write(head if self._head_only else head + body)
+        if self._head_only:
+            self.write(head)
+        elif len(body) > _GATHER_OVER and _HAS_SENDMSG:
+            self._write_both(head, body)
+        else:
+            self.write(head + body)
         note = self._note
         if note is not None:
             note.status = status
@@ -368,6 +414,19 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             raw = self._read_head()
             if calls is not None:
                 self._note = calllog.Note(time.time(), time.perf_counter())
+        except HttpError as exc:
+            self.close_connection = self._linger = True
+            self.refuse(exc)
+            return
+        memo = self._memo
+        if memo is not None and memo[0] == raw and self._same_grant(memo[1], memo[3]):
+            _, seen_head, self._request_line, admitted, seen_version = memo
+            self.close_connection = not seen_head.keep_alive
+            self._cors = admitted.cors
+            self._post(seen_head, admitted, seen_version)
+            return
+        self._memo = None
+        try:
             line, field_lines = http11.split_head(raw)
             self._request_line = line[:200].rstrip(b"\r").decode("latin-1")
             head = http11.parse_head(line, field_lines, self._seen_fields)
@@ -389,6 +448,8 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
                 self.close_connection = self._linger = True  # unread bytes must not be parsed as the next request
             self.refuse(exc)
             return
+        if isinstance(decision, Admission) and decision.method == "POST" and not self.http10:
+            self._memo = (raw, head, self._request_line, decision, version_header)
         if isinstance(decision, Preflight):
             self._note = None  # not an MCP request
             self.send(204, headers=decision.headers)
@@ -412,6 +473,12 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         else:
             endpoint.sessions.remove(session.id)
             self.send(204)
+
+    def _same_grant(self, head: http11.RequestHead, decision: Admission) -> bool:
+        """Whether a repeated head's token (the same bytes) still has its grant: checked
+        on every request, revoked or expired sends it back through admission."""
+        tokens = self.endpoint.tokens
+        return tokens is None or (decision.grant is not None and tokens.still_live(decision.grant))
 
     @staticmethod
     def _body_announced(head: http11.RequestHead) -> bool:
@@ -448,7 +515,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         except JsonRpcError as exc:
             self.refuse(exc)
             return
-        plan = protocol.plan(payload, version_header)
+        plan = protocol.plan(payload, version_header, endpoint.registry)
         if note is not None:  # what they say is read later, on the call log's thread
             note.payload, note.version_header, note.modern = payload, version_header, plan.modern
         grant = decision.grant

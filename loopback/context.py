@@ -221,9 +221,10 @@ class RequestContext:
 
     def replace(self, **changes: Any) -> "RequestContext":
         """A copy with some fields changed."""
-        fields = {name: getattr(self, name) for name in self.__slots__}
-        fields.update(changes)
-        return RequestContext(**fields)
+        copy = RequestContext.__new__(RequestContext)
+        for name in self.__slots__:
+            setattr(copy, name, changes[name] if name in changes else getattr(self, name))
+        return copy
 
     def context_for(self, name: str, request_id: Any, params: Mapping[str, Any]) -> "Context":
         """The ``Context`` a function serving this request receives (a tool, a prompt or a

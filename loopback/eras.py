@@ -301,11 +301,26 @@ def _render_param(value: Any) -> Optional[str]:
     return None
 
 
+_ANNOTATED: dict[int, tuple[Any, list[tuple[tuple[str, ...], str, dict[str, Any]]]]] = {}
+
+
+def _annotated_params_of(schema: Any) -> list[tuple[tuple[str, ...], str, dict[str, Any]]]:
+    """``_annotated_params`` of a tool's input schema, found once per schema object."""
+    entry = _ANNOTATED.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    found = _annotated_params(schema)
+    if len(_ANNOTATED) >= 4096:
+        _ANNOTATED.clear()
+    _ANNOTATED[id(schema)] = (schema, found)  # the schema is held: its id stays its own
+    return found
+
+
 def check_param_headers(input_schema: Any, arguments: Any, headers: Mapping[str, str]) -> Optional[JsonRpcError]:
     """-32020 when a ``tools/call``'s ``Mcp-Param-{Name}`` headers disagree with the arguments
     their ``x-mcp-header`` annotations name: each header present exactly when its argument
     is, once, and equal to it (Base64 sentinel decoded, integers compared as numbers)."""
-    for path, token, schema in _annotated_params(input_schema):
+    for path, token, schema in _annotated_params_of(input_schema):
         header = f"Mcp-Param-{token}"
         sent = _header_values(headers, header)
         value: Any = arguments
@@ -467,7 +482,7 @@ def before(payload: Any, ctx: RequestContext) -> Optional[RequestContext]:
         read_input(payload["method"], payload.get("params") or {}, session)
     except JsonRpcError as exc:
         raise translate_error(exc) from None
-    return ctx.replace(session=session, session_id=None)
+    return ctx.replace(session=session, session_id=None) if ctx.session is not session or ctx.session_id is not None else ctx
 
 
 def after(payload: Mapping[str, Any], answer: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Optional
+from typing import Iterable, Iterator, Mapping, Optional
 
 from .errors import HttpError
 
@@ -411,16 +411,25 @@ def phrase(status: int) -> str:
     return _PHRASES.get(status, "")
 
 
-def response_head(status: int, fields: "list[str]", *, length: Optional[int] = None, close: bool = False) -> bytes:
+def head_prefix(status: int, fields: "Iterable[str]") -> bytes:
+    """The status line and ``fields`` (``"Name: value"``) of a response head, each line
+    ended, without the framing fields and the blank line: what ``response_head`` starts
+    with, and what a caller may keep for the responses that share it."""
+    return "".join([f"HTTP/1.1 {status} {_PHRASES.get(status, '')}\r\n", *[f"{field}\r\n" for field in fields]]
+                   ).encode("latin-1")
+
+
+def head_suffix(status: int, length: Optional[int], close: bool) -> bytes:
+    """The end of a response head after ``head_prefix``: Content-Length when given (never
+    on a 204, RFC 9110 8.6), Connection: close when asked, and the blank line."""
+    framing = b"Content-Length: %d\r\n" % length if length is not None and status != 204 else b""
+    return framing + b"Connection: close\r\n\r\n" if close else framing + b"\r\n"
+
+
+def response_head(status: int, fields: "Iterable[str]", *, length: Optional[int] = None, close: bool = False) -> bytes:
     """A response head: status line, ``fields`` (``"Name: value"``), Content-Length
     when given (never on a 204, RFC 9110 8.6), Connection: close when asked."""
-    lines = [f"HTTP/1.1 {status} {_PHRASES.get(status, '')}", *fields]
-    if length is not None and status != 204:
-        lines.append(f"Content-Length: {length}")
-    if close:
-        lines.append("Connection: close")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+    return head_prefix(status, fields) + head_suffix(status, length, close)
 
 
 def chunk(data: bytes) -> bytes:

@@ -1,13 +1,15 @@
 """JSON-RPC 2.0 framing: decode a body, classify messages, build responses, encode.
 
 Owns: the error codes, the shape rules of requests, notifications and responses,
-and the one JSON encoding every response goes through.
+and the one JSON encoding every response goes through (a large text a result holds
+twice, as content and structuredContent, escaped once).
 Must not know: MCP methods, HTTP, sockets or threads.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Union
 
 from .errors import ProtocolError
@@ -135,7 +137,22 @@ _ascii_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allo
 
 
 def encode(message: Any) -> bytes:
-    """Compact UTF-8 JSON; raises TypeError/ValueError for what JSON cannot hold."""
+    """Compact UTF-8 JSON; raises TypeError/ValueError for what JSON cannot hold.
+
+    A large string that a result holds twice, as one object (a tool's text that is both
+    its content and its ``structuredContent``), is escaped once and its bytes placed at
+    both places.
+    """
+    if type(message) is dict:
+        result = message.get("result")
+        if type(result) is dict:
+            shared = _shared_text(result)
+            if shared is not None:
+                return _encode_shared(message, result, shared)
+    return _encode(message)
+
+
+def _encode(message: Any) -> bytes:
     text = _encoder.encode(message)
     try:
         return text.encode("utf-8")
@@ -143,3 +160,37 @@ def encode(message: Any) -> bytes:
         # A lone surrogate (legal in a JSON string escape, e.g. an id "\ud800") has no
         # UTF-8 form: send it escaped, as it came.
         return _ascii_encoder.encode(message).encode("ascii")
+
+
+SHARED_TEXT_MIN = 1 << 15  # shorter strings cost less to escape twice than to share
+_PLACEHOLDER = "\x00loopback-shared-text-" + os.urandom(8).hex()  # no client sends this
+_PLACEHOLDER_JSON = _encode(_PLACEHOLDER)
+
+
+def _shared_text(result: dict[str, Any]) -> Any:
+    """The large str that is both a text block of ``content`` and a value of
+    ``structuredContent`` (the same object), or None."""
+    structured = result.get("structuredContent")
+    content = result.get("content")
+    if type(structured) is not dict or type(content) is not list:
+        return None
+    for value in structured.values():
+        if type(value) is str and len(value) >= SHARED_TEXT_MIN:
+            for block in content:
+                if type(block) is dict and block.get("text") is value:
+                    return value
+    return None
+
+
+def _encode_shared(message: dict[str, Any], result: dict[str, Any], shared: str) -> bytes:
+    placeholder = _PLACEHOLDER
+    content = [{**block, "text": placeholder} if type(block) is dict and block.get("text") is shared else block
+               for block in result["content"]]
+    structured = {key: placeholder if value is shared else value for key, value in result["structuredContent"].items()}
+    skeleton = _encode({**message, "result": {**result, "content": content, "structuredContent": structured}})
+    parts = skeleton.split(_PLACEHOLDER_JSON)
+    expected = sum(block is not old for block, old in zip(content, result["content"])) + sum(
+        value is shared for value in result["structuredContent"].values())
+    if len(parts) != expected + 1:
+        return _encode(message)  # the placeholder met elsewhere: the plain way
+    return _encode(shared).join(parts)

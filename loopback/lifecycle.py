@@ -2,7 +2,8 @@
 
 Owns: all module-level mutable state of the package (the singleton, the start in
 flight, the registered active server, the servers ``start()`` made that have not
-closed, the default tool registry, the live agent runs and the cap on how many may be
+closed, the default tool registry (which adopts the tools ``@loopback.tool`` recorded
+before it existed), the live agent runs and the cap on how many may be
 live at once, the run directories already swept) and the hooks that keep it true across
 ``os.fork()``, SIGTERM and interpreter exit: one ``atexit`` hook closes every server and
 releases every live run; a SIGTERM handler (installed only where the host left SIGTERM
@@ -56,8 +57,34 @@ _sigterm_kept = False  # installed by install_sigterm_cleanup(): stays when no r
 _run_numbers = itertools.count(1)  # default run labels (NAME#N); next() on it is atomic in CPython
 
 
+_pending_errors: "list[Exception]" = []  # tools registered early that could not be added
+
+
+def _adopt_pending() -> None:
+    """Add the tools ``@loopback.tool`` registered before this registry existed, in order.
+    One that cannot be added (an unsupported annotation, a name taken) is raised by the
+    next ``default_registry()``, ``ensure()`` or ``start()``."""
+    import loopback
+
+    with loopback._pending_lock:
+        for func, options in loopback._pending:
+            try:
+                _default_registry.add(func, **options)
+            except Exception as exc:
+                _pending_errors.append(exc)
+        loopback._pending.clear()
+        loopback._registry_ready = True
+
+
+def _raise_pending() -> None:
+    if _pending_errors:
+        error = _pending_errors.pop(0)
+        raise error
+
+
 def default_registry() -> ToolRegistry:
     """The registry ``@loopback.tool`` adds to and servers use when given none."""
+    _raise_pending()
     return _default_registry
 
 
@@ -127,7 +154,7 @@ def start(
     _binding.append(bound)  # a fork before this server is in _servers still closes its socket
     try:
         server = LoopbackServer(
-            port, host=host, registry=registry if registry is not None else _default_registry,
+            port, host=host, registry=registry if registry is not None else default_registry(),
             settings=settings, token=token, _on_bind=bound.append,
         )
         server.on_close(_forget)
@@ -393,3 +420,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_adopt_pending()  # last: the module is whole before any tool registered early is added

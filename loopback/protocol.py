@@ -56,14 +56,26 @@ class Plan:
         self.request_id = request_id
 
 
-def plan(payload: Any, protocol_version_header: Optional[str]) -> Plan:
-    """The era and the shell's concerns of one decoded POST body."""
+def plan(payload: Any, protocol_version_header: Optional[str], registry: Any = None) -> Plan:
+    """The era and the shell's concerns of one decoded POST body.
+
+    With the ``registry`` given, a 2026-07-28 call is cancellable (watched for the client
+    leaving) only when something could see it cancelled: a tool that takes a ``Context``,
+    or a before-call hook (which is handed one).
+    """
     modern = eras.is_modern(payload, protocol_version_header)
     method = payload.get("method") if isinstance(payload, dict) else None
     request_id = payload.get("id") if isinstance(payload, dict) else None
     has_id = request_id is not None
     call = has_id and method in _STREAMING
-    return Plan(modern, not modern and has_id and method == "initialize", call, modern and call, request_id)
+    cancellable = modern and call
+    if cancellable and method == "tools/call" and registry is not None and registry.before_call_hook is None:
+        # A tool that takes no Context cannot see a cancel: the client leaving need not be watched.
+        params = payload.get("params")
+        name = params.get("name") if isinstance(params, dict) else None
+        tool = registry.get(name) if isinstance(name, str) else None
+        cancellable = tool is None or tool.context_param is not None
+    return Plan(modern, not modern and has_id and method == "initialize", call, cancellable, request_id)
 
 
 def negotiate_version(requested: Any) -> str:

@@ -2,7 +2,8 @@
 
 Owns: turning a function's parameters, type hints and docstring into a tool's input
 schema, description and output schema (JSON Schema 2020-12, everything inlined, no
-``$ref``); checking JSON values against a schema, generated or hand-written; turning
+``$ref``); checking JSON values against a schema, generated or hand-written (``checker``:
+compiled once per schema, a flat scalar object schema in one loop); turning
 checked JSON arguments into the Python values the annotations ask for (enum members,
 dataclass instances, tuples, sets) and return values back into JSON data
 (``to_jsonable``: the one converter every result goes through).
@@ -759,6 +760,67 @@ def check_value(value: Any, schema: Mapping[str, Any], path: str) -> Any:
     ``$ref`` outside the schema, an invalid ``pattern``).
     """
     return _check(value, schema, path, schema)
+
+
+_FLAT_OBJECT_KEYS = _TYPE_AND_ANNOTATIONS | {"properties", "required", "additionalProperties"}
+_FLAT_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool}
+_checkers: dict[int, tuple[Mapping[str, Any], Callable[[Any, str], Any]]] = {}
+
+
+def checker(schema: Mapping[str, Any]) -> Callable[[Any, str], Any]:
+    """``check(value, path)``, the same as ``check_value(value, schema, path)``, compiled
+    once per schema object: an object of flat scalar properties (the usual tool) is
+    checked in one loop; anything it does not pass goes the general way, which gives the
+    same value or the same error. Other schemas are checked the general way."""
+    entry = _checkers.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    check = _compile_flat(schema) or (lambda value, path: _check(value, schema, path, schema))
+    if len(_checkers) >= 4096:
+        _checkers.clear()
+    _checkers[id(schema)] = (schema, check)  # the schema is held: its id stays its own
+    return check
+
+
+def _compile_flat(schema: Mapping[str, Any]) -> Optional[Callable[[Any, str], Any]]:
+    if not isinstance(schema, dict) or schema.get("type") != "object" or not schema.keys() <= _FLAT_OBJECT_KEYS:
+        return None
+    properties = schema.get("properties", {})
+    required = schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    if not isinstance(properties, dict) or not isinstance(required, list) or extra not in (True, False):
+        return None
+    kinds: dict[str, type] = {}
+    for name, sub in properties.items():
+        if not isinstance(sub, dict) or not sub.keys() <= _TYPE_AND_ANNOTATIONS or sub.get("type") not in _FLAT_TYPES:
+            return None
+        kinds[name] = _FLAT_TYPES[sub["type"]]
+    if extra is True and not kinds:
+        return None
+    needed = frozenset(required)
+    closed = extra is False
+    finite = math.isfinite
+
+    def check(value: Any, path: str) -> Any:
+        if type(value) is dict and needed <= value.keys():
+            checked = {}
+            for key, item in value.items():
+                kind = kinds.get(key)
+                if kind is None:
+                    if closed:
+                        break
+                    checked[key] = item  # additionalProperties: true, anything goes
+                elif type(item) is kind and (kind is not float or finite(item)):  # type: ignore[arg-type]
+                    checked[key] = item
+                elif kind is float and type(item) is int and -(2 ** 53) <= item <= 2 ** 53:
+                    checked[key] = float(item)
+                else:
+                    break
+            else:
+                return checked
+        return _check(value, schema, path, schema)
+
+    return check
 
 
 def _check(value: Any, schema: Any, path: str, root: Any) -> Any:

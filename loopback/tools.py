@@ -29,7 +29,7 @@ from .prompts import PromptRegistry
 from .catalog import Entries
 from .resources import ResourceRegistry
 from .tasks import BACKGROUND, Background
-from .schema import Output, SchemaError, ToolArgumentError, check_value, compile_output, compile_signature
+from .schema import Output, SchemaError, ToolArgumentError, check_value, checker, compile_output, compile_signature
 
 __all__ = ["CallBlocked", "SchemaError", "Tool", "ToolArgumentError", "ToolRegistry", "check_value"]
 
@@ -127,7 +127,7 @@ class Tool:
         result with ``isError: true`` whose text says what went wrong.
         """
         try:
-            checked = check_value(dict(arguments), self.input_schema, "arguments")
+            checked = checker(self.input_schema)(dict(arguments), "arguments")
         except ToolArgumentError as exc:
             return error_result(f"Invalid arguments for tool {self.name!r}: {exc}")
         except SchemaError as exc:  # a hand-written schema with a broken $ref or pattern
@@ -197,7 +197,7 @@ class Tool:
         result = to_call_result(value, self.output)
         if self.output is not None and "structuredContent" in result:
             try:
-                check_value(result["structuredContent"], self.output.schema, "result")
+                checker(self.output.schema)(result["structuredContent"], "result")
             except ToolArgumentError as exc:
                 _log.warning("tool %r returned a value that does not match its output schema: %s", self.name, exc)
                 return error_result(f"Tool {self.name!r} returned a value that does not match its declared return type: {exc}")

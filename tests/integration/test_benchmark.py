@@ -29,7 +29,7 @@ def bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, json.loads(out.read_text())
@@ -86,6 +86,13 @@ def test_report_structure(bench):
     assert results["targets"]["warm_ensure_lock_free"]["met"] is True
     assert results["targets"]["errors"]["met"] is True
     assert isinstance(results["target"]["met"], bool)  # the earlier target, kept for old reports
+    goals = results["goals"]  # the issue-14 section: raw floor, eras, payloads, bursts, cold split
+    assert set(goals["targets"]) == {"floor", "raw", "loopback", "loopback-json", "loopback-2026"}
+    assert all(t["errors"] == 0 for t in goals["targets"].values())
+    assert all(p["errors"] == 0 for p in goals["payloads"].values()) and goals["progress"]["errors"] == 0
+    assert goals["burst"]["loopback"]["answered"] == goals["burst"]["loopback"]["runs"][0]["connections"]
+    for key, verdict in goals["goals"].items():
+        assert _is_number(verdict["value"]) and isinstance(verdict["met"], bool), key
 
 
 def test_children_write_bytecode_once_and_reuse_it(bench, monkeypatch):
