@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, TypeVar, Union, overload
 
+from ._compat import slotted
 from .content import CONTENT_TYPES, Audio, EmbeddedResource, Image, ResourceLink, Text
 from .context import Context
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
@@ -39,7 +40,8 @@ class PromptArgumentError(ValueError):
     """The arguments of a ``prompts/get`` do not fit the prompt (missing, unknown or not strings)."""
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class Message:
     """One message of a prompt: a role ("user" or "assistant") and one content block.
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from . import jsonrpc, revision_2026
+from ._compat import slotted
 from .auth import OWNER, Grant
 from .context import LOG_LEVELS, Context, Notify, SessionState, ToolHeaders
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError
@@ -37,7 +38,8 @@ HEADERLESS_VERSION = "2025-03-26"
 BATCH_VERSIONS = frozenset({"2025-03-26"})
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs microseconds per request
+@slotted
+@dataclass  # not frozen: a frozen dataclass's __init__ costs microseconds per request
 class RequestContext:
     """What the transport knows about one HTTP request, as plain data."""
 
