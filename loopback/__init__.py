@@ -15,10 +15,19 @@ server machinery is loaded on first use of a name that needs it (PEP 562).
     loopback.close()
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: the version check below must be the
+# first thing to run, and an older interpreter must get as far as compiling this file.
+import sys
 
-import importlib
-from typing import TYPE_CHECKING, Any, Callable, Optional
+if sys.version_info < (3, 9):  # pragma: no cover (tests/test_packaging.py runs it on an older Python)
+    raise ImportError(
+        "loopback needs Python 3.9 or newer; this is Python {}.{}.{} ({})".format(
+            sys.version_info[0], sys.version_info[1], sys.version_info[2], sys.executable
+        )
+    )
+
+import importlib  # noqa: E402
+from typing import TYPE_CHECKING, Any, Callable, Optional  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -187,7 +187,7 @@ class _Compiler:
             return _Node({"type": "null"}, None, True)
         if isinstance(annotation, type) and annotation in _SCALAR_SCHEMAS:
             return _Node({"type": _SCALAR_SCHEMAS[annotation]}, None, True)
-        if isinstance(annotation, typing.NewType):
+        if hasattr(annotation, "__supertype__"):  # typing.NewType (a function before Python 3.10)
             return self.compile(annotation.__supertype__)
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
