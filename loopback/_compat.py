@@ -4,7 +4,7 @@ Owns: ``slotted`` (``__slots__`` for a dataclass, as ``dataclass(slots=True)`` g
 3.10+), recognising the TypedDict key qualifiers of ``typing`` and of ``typing_extensions``
 (``is_qualifier``),
 the union origins (``UNION_ORIGINS``: ``typing.Union`` and, on 3.10+, ``types.UnionType``),
-and evaluating string annotations written ``X | Y`` on 3.9 (``get_type_hints``).
+and type hints as Python 3.11+ resolves them (``get_type_hints``).
 Must not know: MCP, HTTP, JSON-RPC, sockets, threads.
 """
 
@@ -39,10 +39,23 @@ def slotted(cls: type[_T]) -> type[_T]:
     for name in (*names, "__dict__", "__weakref__"):
         namespace.pop(name, None)  # a field's default stays in __init__'s signature
     namespace["__slots__"] = tuple(name for name in names if name not in inherited)
+    if cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        # @dataclass's own methods name the old class (super(cls, self) would then fail
+        # with a TypeError for a name that is not a field); with slots nothing else can be set.
+        namespace["__setattr__"] = _frozen_setattr
+        namespace["__delattr__"] = _frozen_delattr
     metaclass: Any = type(cls)
     new = metaclass(cls.__name__, cls.__bases__, namespace)
     new.__qualname__ = cls.__qualname__
     return typing.cast("type[_T]", new)
+
+
+def _frozen_setattr(self: object, name: str, value: object) -> None:
+    raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _frozen_delattr(self: object, name: str) -> None:
+    raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
 
 def is_qualifier(origin: Any, name: str) -> bool:
@@ -59,43 +72,75 @@ UNION_ORIGINS: tuple[Any, ...] = (typing.Union,) + ((types.UnionType,) if sys.ve
 
 
 def get_type_hints(obj: Any) -> dict[str, Any]:
-    """``typing.get_type_hints(obj, include_extras=True)``, also for ``int | None`` strings on 3.9.
+    """``typing.get_type_hints(obj, include_extras=True)`` as Python 3.11+ gives it, on 3.9 and 3.10 too.
 
-    Python 3.10+ evaluates ``X | Y`` itself. Python 3.9 cannot: with ``from __future__
-    import annotations`` a user's ``int | None`` stays a string until now. There, when the
-    standard call fails, each string annotation is evaluated again with ``|`` read as
-    ``typing.Union`` (``Optional`` for a ``None`` default and ``Annotated`` work as usual).
+    Before 3.11 the standard call differs in three ways, undone here: a parameter whose
+    default is ``None`` gets its hint wrapped in ``Optional`` (3.11 stopped that); a string
+    inside a builtin generic (``list["Tree"]``) stays a string; and on 3.9 ``X | Y``
+    cannot be evaluated (with ``from __future__ import annotations`` a user's
+    ``int | None`` stays a string until now): there each ``|`` is read as ``typing.Union``.
     """
-    try:
+    if sys.version_info >= (3, 11):
         return typing.get_type_hints(obj, include_extras=True)
-    except TypeError:
-        if sys.version_info >= (3, 10):
-            raise
-    return _hints_with_pipes(obj)  # pragma: no cover (3.9 only)
+    return _old_get_type_hints(obj)  # pragma: no cover (3.9 and 3.10 only)
 
 
-def _hints_with_pipes(obj: Any) -> dict[str, Any]:  # pragma: no cover (3.9 only)
+def _old_get_type_hints(obj: Any) -> dict[str, Any]:  # pragma: no cover (3.9 and 3.10 only)
     if isinstance(obj, type):
         hints: dict[str, Any] = {}
         for base in reversed(obj.__mro__):
+            if "__annotations__" not in base.__dict__:
+                continue
             module = sys.modules.get(base.__module__)
             globalns = dict(getattr(module, "__dict__", {}))
-            raw = base.__dict__.get("__annotations__", {})
-            evaluated = {name: _evaluate(value, globalns, dict(vars(base))) for name, value in raw.items()}
-            hints.update(typing.get_type_hints(_Annotated(evaluated, globalns, None), include_extras=True))
+            localns = dict(vars(base))
+            raw = base.__dict__["__annotations__"]
+            evaluated = {name: _evaluate(value, globalns, localns) for name, value in raw.items()}
+            found = typing.get_type_hints(_Annotations(evaluated, {**globalns, **localns}), include_extras=True)
+            hints.update({name: _resolve_nested(hint, globalns, localns) for name, hint in found.items()})
         return hints
     inner = obj
     while hasattr(inner, "__wrapped__"):
         inner = inner.__wrapped__
-    globalns = dict(getattr(inner, "__globals__", {}))
-    raw = getattr(obj, "__annotations__", None) or {}
-    evaluated = {name: _evaluate(value, globalns, None) for name, value in raw.items()}
-    return typing.get_type_hints(_Annotated(evaluated, globalns, obj), include_extras=True)
+    namespace = getattr(inner, "__globals__", None)
+    annotations = getattr(obj, "__annotations__", None)
+    if not isinstance(namespace, dict) or not isinstance(annotations, dict):  # not a function: the standard call
+        return typing.get_type_hints(obj, include_extras=True)
+    evaluated = {name: _evaluate(value, namespace, None) for name, value in annotations.items()}
+    # _Annotations has no __defaults__: a None default does not make the hint Optional.
+    found = typing.get_type_hints(_Annotations(evaluated, namespace), include_extras=True)
+    return {name: _resolve_nested(hint, namespace, None) for name, hint in found.items()}
 
 
-def _evaluate(value: Any, globalns: dict[str, Any], localns: Any) -> Any:  # pragma: no cover (3.9 only)
-    """A string annotation containing ``|`` evaluated with ``|`` as ``typing.Union``; anything else as is."""
-    if not isinstance(value, str) or "|" not in value:
+def _resolve_nested(hint: Any, globalns: dict[str, Any], localns: Any) -> Any:  # pragma: no cover (3.9, 3.10)
+    """``hint`` with the strings inside builtin generics (``list["Tree"]``) evaluated."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if not args or origin is typing.Literal:  # a Literal's strings are values
+        return hint
+    if origin is typing.Annotated:  # its metadata is not types
+        inner = _resolve_nested(args[0], globalns, localns)
+        return hint if inner is args[0] else typing.Annotated[(inner, *hint.__metadata__)]
+    builtin = isinstance(hint, types.GenericAlias)
+    new = tuple(
+        _resolve_nested(eval(arg, globalns, localns) if builtin and isinstance(arg, str) else arg, globalns, localns)  # noqa: S307
+        for arg in args
+    )
+    if all(a is b for a, b in zip(new, args)):
+        return hint
+    if builtin:
+        return types.GenericAlias(hint.__origin__, new)
+    if origin is typing.Union:
+        return typing.Union[new]
+    copy_with = getattr(hint, "copy_with", None)
+    return copy_with(new) if copy_with is not None else hint
+
+
+def _evaluate(value: Any, globalns: dict[str, Any], localns: Any) -> Any:  # pragma: no cover (3.9 and 3.10 only)
+    """On 3.9, a string annotation containing ``|`` evaluated with ``|`` as ``typing.Union``; else as is."""
+    if isinstance(value, typing.ForwardRef):  # TypedDict keeps its string annotations as these
+        value = value.__forward_arg__
+    if sys.version_info >= (3, 10) or not isinstance(value, str) or "|" not in value:
         return value
     import ast  # only here: keeps `import loopback` cheap
 
@@ -115,13 +160,9 @@ def _evaluate(value: Any, globalns: dict[str, Any], localns: Any) -> Any:  # pra
     return eval(code, {**globalns, "__loopback_union__": typing.Union}, localns)  # noqa: S307 - as get_type_hints does
 
 
-class _Annotated:  # pragma: no cover (3.9 only)
-    """What ``typing.get_type_hints`` reads: annotations, their namespace, and a function's defaults."""
+class _Annotations:  # pragma: no cover (3.9 and 3.10 only)
+    """What ``typing.get_type_hints`` reads of a function: its annotations and globals (no defaults)."""
 
-    def __init__(self, annotations: dict[str, Any], globalns: dict[str, Any], func: Any) -> None:
+    def __init__(self, annotations: dict[str, Any], globalns: dict[str, Any]) -> None:
         self.__annotations__ = annotations
         self.__globals__ = globalns
-        if func is not None and hasattr(func, "__code__"):  # a None default makes the hint Optional on 3.9
-            self.__code__ = func.__code__
-            self.__defaults__ = func.__defaults__
-            self.__kwdefaults__ = func.__kwdefaults__

@@ -115,7 +115,7 @@ def _enum_schema(values: list[Any]) -> dict[str, Any]:
 def _class_description(cls: type) -> Optional[str]:
     """The class's own docstring (not an inherited one, not the text ``@dataclass`` makes up)."""
     doc = cls.__dict__.get("__doc__")
-    if not doc:
+    if not doc or (issubclass(cls, enum.Enum) and doc == "An enumeration."):  # made up by Enum before 3.11
         return None
     if dataclasses.is_dataclass(cls):
         try:

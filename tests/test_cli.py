@@ -13,11 +13,15 @@ import stat
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+try:
+    import tomllib
+except ImportError:  # Python 3.9 and 3.10: the same parser from PyPI (tox deps)
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from conftest import Client, port_accepts
 from loopback.clients import FORMATS
