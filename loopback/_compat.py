@@ -132,6 +132,11 @@ def _resolve_nested(hint: Any, globalns: dict[str, Any], localns: Any) -> Any:  
         return types.GenericAlias(hint.__origin__, new)
     if origin is typing.Union:
         return typing.Union[new]
+    if origin in UNION_ORIGINS:  # types.UnionType: int | list["X"] on 3.10
+        union = new[0]
+        for member in new[1:]:
+            union = union | member
+        return union
     copy_with = getattr(hint, "copy_with", None)
     return copy_with(new) if copy_with is not None else hint
 

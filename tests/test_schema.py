@@ -810,6 +810,9 @@ FASTMCP_OUTPUT_DIFFERENCES: dict[str, str] = {
     "bare_dict": "A bare dict return is an object schema here; FastMCP, finding no type hints on dict, "
             "publishes no outputSchema.",
 }
+if sys.version_info < (3, 11):  # the SDK's behaviour, not ours, changes with the interpreter
+    FASTMCP_OUTPUT_DIFFERENCES["any"] = ("A function annotated to return Any has no outputSchema here; FastMCP "
+                                         "publishes {\"result\": {}} on Python 3.10 (and none from 3.11).")
 
 
 def fastmcp_tool(func: Callable[..., Any]) -> Any:
