@@ -347,7 +347,12 @@ class LoopbackServer:
             target=self._httpd.serve_forever,
             name=f"loopback-mcp:{self.port}", daemon=True,
         )
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # 3.12+ at interpreter exit: "can't create new thread at interpreter shutdown"
+            self._thread = None  # never ran: close() has nothing to join
+            self.close()
+            raise StartError(f"cannot start the server thread: {exc}") from None
         _log.info("MCP loopback server listening on %s", self.url)
         return self
 
