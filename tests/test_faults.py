@@ -390,6 +390,7 @@ def test_close_with_a_tool_that_never_returns_is_bounded_by_close_timeout_and_th
 
 _cycle: list[Any] = []
 _cycle.append(_cycle)
+# The part of the json module's message that every Python from 3.9 to 3.13 gives.
 UNSERIALISABLE = {
     "object": (object(), "Object of type object is not JSON serializable"),
     "set": ({1, 2}, "Object of type set is not JSON serializable"),
@@ -421,9 +422,11 @@ def test_results_json_cannot_hold_become_error_results_and_the_connection_keeps_
         try:
             for name, (_, message) in UNSERIALISABLE.items():
                 result = result_of(client.call_tool(name))
-                assert result == {"content": [{"type": "text", "text":
-                                  f"the tool returned a value that cannot be sent as JSON: {message}"}],
-                                  "isError": True}, name
+                assert result["isError"] is True and len(result["content"]) == 1, name
+                text = result["content"][0]["text"]
+                # The json module's own words follow; Python 3.12 appends the value (": nan").
+                assert text.startswith("the tool returned a value that cannot be sent as JSON: "), text
+                assert message in text, name
                 assert result_of(client.call_tool("add", {"a": 1}))["structuredContent"] == {"result": 3}
         finally:
             client.close()
