@@ -334,3 +334,32 @@ def test_package_imported_from_a_zip_serves_a_call(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert found["text"] == "HI" and found["file"] == str(archive / "loopback" / "__init__.py")
+
+
+# -- older interpreters: one clear ImportError -------------------------------------------------
+
+
+def _old_pythons() -> list[str]:
+    """Interpreters older than 3.9 on this machine (pyenv's, or python3.X on PATH)."""
+    roots = {os.environ.get("PYENV_ROOT") or "", os.path.expanduser("~/.pyenv")} - {""}
+    found = {}
+    for root in roots:
+        for exe in sorted(Path(root).glob("versions/3.[5-8].*/bin/python3.[5-8]")):
+            found.setdefault(exe.name, str(exe))
+    for minor in range(5, 9):
+        exe = shutil.which(f"python3.{minor}")
+        if exe and subprocess.run([exe, "-c", ""], capture_output=True, timeout=30).returncode == 0:
+            found.setdefault(f"python3.{minor}", exe)
+    return sorted(found.values())
+
+
+@pytest.mark.parametrize("python", _old_pythons() or [pytest.param(None, marks=pytest.mark.skip(
+    reason="no Python older than 3.9 on this machine"))])
+def test_an_older_python_gets_one_import_error_naming_the_version(python: str, tmp_path: Path) -> None:
+    env = {**_outside_env(), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([python, "-c", "import loopback"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"ImportError: loopback needs Python 3\.9 or newer; this is Python 3\.[5-8]\.\d+ \(.+\)", last), done.stderr
+    assert done.stderr.count("Traceback") == 1 and "During handling" not in done.stderr, done.stderr
