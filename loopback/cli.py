@@ -535,3 +535,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CliError as exc:
         print(f"loopback: error: {exc}", file=sys.stderr)
         return exc.code
+    except Exception as exc:  # unforeseen (a bug, an interpreter's difference): still one line
+        _log.debug("unexpected error", exc_info=True)  # the traceback, with -vv
+        print(f"loopback: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

@@ -390,3 +390,17 @@ def test_config_prefers_the_live_serve_over_a_newer_stale_file(served, runtime_d
     out = _cli("config", "--format", "generic")
     assert out.returncode == 0 and json.loads(out.stdout)["url"] == f"http://127.0.0.1:{port}/mcp"
     assert not stale.exists() and garbage.exists()  # what it cannot read, it leaves alone
+
+
+def test_an_unforeseen_error_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """Whatever goes wrong inside a verb (here: a failure no handler foresaw), the CLI prints
+    one ``loopback: error:`` line and exits 1; ``-vv`` logs the traceback."""
+    from loopback import cli
+
+    def broken(args):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(cli, "_config", broken)
+    assert cli.main(["config", "--format", "claude"]) == 1
+    err = capsys.readouterr().err
+    assert err == "loopback: error: RuntimeError: can't create new thread at interpreter shutdown\n"
