@@ -128,35 +128,33 @@ def _clock_cost_ns(n: int = 200_000) -> float:
 
 LOOPBACK_STAGES = [
     # (owner path, attribute, label); indentation in the label shows nesting
-    ("transport.McpRequestHandler", "handle_one_request", "handle_one_request (whole request, incl. reading the head)"),
-    ("transport.McpRequestHandler", "_head_line", "  _head_line (peek + read, per head line)"),
-    ("transport.McpRequestHandler", "_set_deadline", "    _set_deadline (monotonic + settimeout)"),
+    ("connection.Connection", "_serve_one", "_serve_one (whole request, incl. reading the head)"),
+    ("connection.Connection", "_read_head", "  _read_head (recv + http11.head_end)"),
+    ("http11", "split_head", "  http11.split_head"),
     ("http11", "parse_head", "  http11.parse_head"),
     ("http11", "parse_request_line", "    parse_request_line"),
     ("http11", "parse_header_lines", "    parse_header_lines (+ Headers())"),
-    ("transport.McpRequestHandler", "_route", "  _route"),
-    ("transport.McpRequestHandler", "_check_host", "    _check_host"),
-    ("transport.McpRequestHandler", "_check_origin", "    _check_origin"),
-    ("transport.McpRequestHandler", "_authenticate", "    _authenticate (SHA-256 + compare_digest)"),
-    ("transport.McpRequestHandler", "_post", "    _post"),
-    ("transport.McpRequestHandler", "_read_body", "      _read_body (settimeout x2, read1)"),
-    ("jsonrpc", "decode", "      jsonrpc.decode"),
-    ("revision_2026", "is_modern", "      revision_2026.is_modern"),
-    ("transport.McpRequestHandler", "_session_from_header", "      _session_from_header"),
-    ("protocol.RequestContext", "__init__", "      protocol.RequestContext()"),
-    ("protocol", "handle_payload", "      protocol.handle_payload"),
-    ("protocol", "header_version", "        header_version"),
-    ("jsonrpc", "classify", "        jsonrpc.classify"),
-    ("protocol._METHODS", "tools/call", "        _tools_call"),
-    ("context.ToolHeaders", "__init__", "          ToolHeaders()"),
-    ("context.Context", "__init__", "          Context()"),
-    ("tools.Tool", "call", "          Tool.call"),
-    ("tools", "check_value", "            schema.check_value (arguments)"),
-    ("tools", "to_call_result", "            content.to_call_result"),
-    ("jsonrpc", "encode", "      jsonrpc.encode"),
-    ("transport.McpRequestHandler", "_send", "      _send"),
-    ("transport.McpRequestHandler", "date_time_string", "        date_time_string"),
-    ("socketserver._SocketWriter", "write", "        wfile.write (sendall)"),
+    ("admission", "admit", "  admission.admit"),
+    ("admission", "authenticate", "    authenticate (SHA-256 + compare_digest)"),
+    ("http11", "body_framing", "    http11.body_framing"),
+    ("connection.Connection", "_post", "  _post"),
+    ("connection.Connection", "_read_body", "    _read_body (receiver)"),
+    ("jsonrpc", "decode", "    jsonrpc.decode"),
+    ("protocol", "plan", "    protocol.plan"),
+    ("context.RequestContext", "__init__", "    RequestContext()"),
+    ("protocol", "handle_payload", "    protocol.handle_payload"),
+    ("protocol", "header_version", "      header_version"),
+    ("jsonrpc", "classify", "      jsonrpc.classify"),
+    ("protocol.METHODS", "tools/call", "      _tools_call"),
+    ("context.ToolHeaders", "__init__", "        ToolHeaders()"),
+    ("context.Context", "__init__", "        Context()"),
+    ("tools.Tool", "call", "        Tool.call"),
+    ("tools", "check_value", "          schema.check_value (arguments)"),
+    ("tools", "to_call_result", "          content.to_call_result"),
+    ("jsonrpc", "encode", "    jsonrpc.encode"),
+    ("connection.Connection", "send", "    send"),
+    ("connection.Endpoint", "date", "      Endpoint.date"),
+    ("connection.Connection", "write", "      write (sendall)"),
 ]
 
 FLOOR_STAGES = [
@@ -263,10 +261,10 @@ def _profiled(handler: type, profiles: list[cProfile.Profile]) -> None:
 
 
 def run_cprofile(targets: dict[str, tuple[int, dict[str, str]]], seconds: float, connections: int, top: int) -> None:
-    from loopback.transport import McpRequestHandler
+    from loopback.connection import Connection
 
     print(f"\n== cProfile of the connection threads ({connections} connection(s), {seconds:g} s each); times per request")
-    for name, handler in (("floor", floor_module.FloorHandler), ("loopback", McpRequestHandler)):
+    for name, handler in (("floor", floor_module.FloorHandler), ("loopback", Connection)):
         profiles: list[cProfile.Profile] = []
         _profiled(handler, profiles)
         try:

@@ -46,6 +46,10 @@ __all__ = [
     "default_registry",
     "prepare_agent_run",
     "PreparedRun",
+    "AgentProcess",
+    "RunLimitError",
+    "open_runs",
+    "install_sigterm_cleanup",
     "LoopbackServer",
     "Runtime",
     "Settings",
@@ -78,11 +82,15 @@ _LAZY = {
     "default_registry": "lifecycle",
     "prepare_agent_run": "host",
     "PreparedRun": "host",
+    "AgentProcess": "host",
+    "RunLimitError": "host",
+    "open_runs": "lifecycle",
+    "install_sigterm_cleanup": "lifecycle",
     "LoopbackServer": "server",
     "Runtime": "server",
-    "LoopbackError": "server",
-    "StartError": "server",
-    "PortInUseError": "server",
+    "LoopbackError": "errors",
+    "StartError": "errors",
+    "PortInUseError": "errors",
     "Settings": "settings",
     "Tool": "tools",
     "ToolRegistry": "tools",
@@ -92,7 +100,7 @@ _LAZY = {
     "PromptRegistry": "prompts",
     "Message": "prompts",
     "Context": "context",
-    "InputRequired": "revision_2026",
+    "InputRequired": "content",
     "ClientRequestError": "context",
     "Grant": "auth",
     "Text": "content",
@@ -104,14 +112,14 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .auth import Grant
-    from .content import Audio, EmbeddedResource, Image, ResourceLink, Text
+    from .content import Audio, EmbeddedResource, Image, InputRequired, ResourceLink, Text
     from .context import ClientRequestError, Context
-    from .revision_2026 import InputRequired
-    from .host import PreparedRun, prepare_agent_run
-    from .lifecycle import active_runtime, close, default_registry, ensure, start
+    from .errors import LoopbackError, PortInUseError, StartError
+    from .host import AgentProcess, PreparedRun, RunLimitError, prepare_agent_run
+    from .lifecycle import active_runtime, close, default_registry, ensure, install_sigterm_cleanup, open_runs, start
     from .prompts import Message, PromptRegistry
     from .resources import ResourceRegistry
-    from .server import LoopbackError, LoopbackServer, PortInUseError, Runtime, StartError
+    from .server import LoopbackServer, Runtime
     from .settings import Settings
     from .tools import CallBlocked, SchemaError, Tool, ToolRegistry
 

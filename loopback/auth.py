@@ -20,11 +20,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
+
+from .http11 import is_token
 
 OWNER = "owner"
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z\-]+$")  # RFC 9110 token
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: a grant is one issuance
@@ -39,6 +40,8 @@ class Grant:
             ``Context.headers`` shows these values whatever the request claims.
         tools: when set, the only tool names this token can list and call.
         expires_at: ``time.monotonic()`` deadline after which the token is refused.
+        label: who the token was issued to, for people and logs (an agent run's name, say);
+            not a secret, never checked.
     """
 
     token: str = field(repr=False)
@@ -46,6 +49,7 @@ class Grant:
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     tools: Optional[frozenset[str]] = None
     expires_at: Optional[float] = None
+    label: Optional[str] = None
 
     @property
     def is_owner(self) -> bool:
@@ -66,6 +70,35 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def check_grant(
+    scope: str = OWNER,
+    *,
+    headers: Optional[Mapping[str, str]] = None,
+    tools: Optional[Iterable[str]] = None,
+    ttl: Optional[float] = None,
+    label: Optional[str] = None,
+) -> dict[str, str]:
+    """Validate what a grant would be issued with (``TokenStore.issue`` does it too, so a
+    caller can check before it starts anything); the bound headers, names lower-cased.
+    Bad values raise ``ValueError``."""
+    if not isinstance(scope, str) or not _SCOPE_RE.match(scope):
+        raise ValueError(f"invalid scope {scope!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -")
+    bound = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not is_token(name) or name.lower() == "authorization":
+            raise ValueError(f"invalid bound header name {name!r}")
+        if not isinstance(value, str) or not value.isprintable():
+            raise ValueError(f"bound header {name!r} needs a printable string value")
+        bound[name.lower()] = value
+    if isinstance(tools, str):
+        raise ValueError("tools must be a collection of tool names, not one string")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0):
+        raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+    if label is not None and (not isinstance(label, str) or not label.isprintable() or len(label) > 200):
+        raise ValueError("label must be a printable string of at most 200 characters")
+    return bound
+
+
 def _digest(token: bytes) -> bytes:
     return hashlib.sha256(token).digest()
 
@@ -76,6 +109,13 @@ class TokenStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._grants: dict[bytes, Grant] = {}
+        # Told of each grant that ends (revoked, or found expired), after it is gone:
+        # the server ends its sessions, streams and state.
+        self._on_end: list[Callable[[Grant], None]] = []
+
+    def on_end(self, listener: Callable[[Grant], None]) -> None:
+        """Call ``listener(grant)`` for every grant that ends from now on (revoked or expired)."""
+        self._on_end.append(listener)
 
     def issue(
         self,
@@ -85,6 +125,7 @@ class TokenStore:
         headers: Optional[Mapping[str, str]] = None,
         tools: Optional[Iterable[str]] = None,
         ttl: Optional[float] = None,
+        label: Optional[str] = None,
     ) -> Grant:
         """Mint (or adopt) a token and return its grant; see ``Grant`` for the fields.
 
@@ -94,25 +135,14 @@ class TokenStore:
             token = new_token()
         elif not isinstance(token, str) or len(token) < 32 or not token.isascii() or not token.isprintable() or " " in token:
             raise ValueError("a bearer token must be at least 32 printable ASCII characters without spaces")
-        if not isinstance(scope, str) or not _SCOPE_RE.match(scope):
-            raise ValueError(f"invalid scope {scope!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -")
-        bound = {}
-        for name, value in (headers or {}).items():
-            if not isinstance(name, str) or not _HEADER_NAME_RE.match(name) or name.lower() == "authorization":
-                raise ValueError(f"invalid bound header name {name!r}")
-            if not isinstance(value, str) or not value.isprintable():
-                raise ValueError(f"bound header {name!r} needs a printable string value")
-            bound[name.lower()] = value
-        if isinstance(tools, str):
-            raise ValueError("tools must be a collection of tool names, not one string")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0):
-            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        bound = check_grant(scope, headers=headers, tools=tools, ttl=ttl, label=label)
         grant = Grant(
             token=token,
             scope=scope,
             headers=MappingProxyType(bound),
             tools=None if tools is None else frozenset(tools),
             expires_at=None if ttl is None else time.monotonic() + ttl,
+            label=label,
         )
         with self._lock:
             grants = dict(self._grants)
@@ -124,12 +154,26 @@ class TokenStore:
         """Stop accepting ``token``; True if it was valid."""
         key = _digest(token.encode("utf-8", "surrogateescape"))
         with self._lock:
-            if key not in self._grants:
+            grant = self._grants.get(key)
+            if grant is None:
                 return False
             grants = dict(self._grants)
             del grants[key]
             self._grants = grants
-            return True
+        for listener in self._on_end:
+            listener(grant)
+        return True
+
+    def sweep(self, now: Optional[float] = None) -> int:
+        """Revoke every grant whose TTL has run out; how many there were."""
+        now = time.monotonic() if now is None else now
+        expired = [grant for grant in self._grants.values() if grant.expired(now)]
+        return sum(self.revoke(grant.token) for grant in expired)
+
+    def next_expiry(self) -> Optional[float]:
+        """The earliest ``expires_at`` of a live grant, or None when none expires."""
+        deadlines = [grant.expires_at for grant in self._grants.values() if grant.expires_at is not None]
+        return min(deadlines) if deadlines else None
 
     def check(self, presented: bytes) -> Optional[Grant]:
         """The grant of a presented token, or None."""

@@ -1,13 +1,20 @@
-"""Command line: ``python -m loopback serve | config | run``.
+"""Command line: ``python -m loopback serve | config | run | stdio``.
 
 Owns: argument parsing, loading the user's tool modules, printing connection details,
-the runtime file through which ``config`` finds a ``serve`` running elsewhere, and
-running one agent with a per-run grant (signals passed on, exit code passed back).
-Must not know: HTTP or MCP details.
+the runtime file through which ``config`` and ``stdio`` find a ``serve`` running
+elsewhere (trusted only when ``private.read_private`` accepts it and it names a loopback
+URL), ``serve``'s clean stop on SIGINT, SIGTERM and SIGHUP, running one agent with a
+per-run grant through ``PreparedRun.start`` (signals passed on, exit code passed back, a
+failure hint printed), and starting the stdio bridge (``loopback.stdio``, imported only by
+that verb) with the server it found.
+Must not know: HTTP or MCP details, where run files go or how an agent is started
+(``host``), which command lines take arguments (``clients``).
 
 Exit codes:
   serve, config  0 on success; 1 when the server cannot start, a tool module cannot be
                  loaded, or ``config`` finds no running ``serve``; 2 for a usage error.
+  stdio          0 when stdin ends (or on SIGINT/SIGTERM); 1 when no server is found;
+                 2 for a usage error. Failures of single requests are JSON-RPC errors.
   run            the agent's own exit code, or 128+N when a signal N ended it; before the
                  agent starts: 1 (tools, server, grant or config could not be set up),
                  2 (usage), 126 (the agent is not executable), 127 (the agent is not found).
@@ -27,27 +34,26 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Optional, Sequence
 
-from . import __version__, clients, lifecycle
+from . import __version__, clients, lifecycle, private
 from .clients import ClientConfig
-from .host import prepare_agent_run
-from .server import LoopbackError, LoopbackServer
+from .admission import is_loopback_host
+from .errors import LoopbackError
+from .host import AgentProcess, prepare_agent_run
+from .private import RUNTIME_DIR_ENV
+from .server import LoopbackServer
 from .settings import Settings
 from .tools import ToolRegistry
 
 _log = logging.getLogger("loopback")
-
-RUNTIME_DIR_ENV = "LOOPBACK_RUNTIME_DIR"
-"""Overrides where ``serve`` writes its runtime file (``$XDG_RUNTIME_DIR/loopback``, else
-``~/.cache/loopback``)."""
 
 # Agents whose executable name says which config format they read.
 _AGENT_FORMATS = frozenset({"claude", "codex", "gemini", "opencode"})
@@ -59,36 +65,55 @@ exit codes:
   run            the agent's exit code (128+N if signal N ended it); before the agent
                  starts: 1 setup failed, 2 usage error, 126 agent not executable,
                  127 agent not found
+  stdio          0 when stdin ends; 1 no server found; 2 usage error
 """
 
 SERVE_DESCRIPTION = """\
-Serve MCP tools on 127.0.0.1 until Ctrl-C or SIGTERM; print the URL, the token, and a
-client config with the environment it needs. A runtime file ($LOOPBACK_RUNTIME_DIR,
-else $XDG_RUNTIME_DIR/loopback, else ~/.cache/loopback; mode 0600) lets `config` find
-this server; it is removed on exit.
+Serve MCP tools on 127.0.0.1 until Ctrl-C, SIGTERM or SIGHUP; print the URL, the token,
+and a client config with the environment it needs. A runtime file ($LOOPBACK_RUNTIME_DIR,
+else $XDG_RUNTIME_DIR/loopback, else ~/.cache/loopback; mode 0600 in a 0700 directory)
+lets `config` find this server; it is removed on exit.
 """
 
 CONFIG_DESCRIPTION = """\
 Print the client config for the newest `serve` running for this user (found through
 its runtime file): the config alone on stdout, and on stderr the `export` lines of the
-environment it refers to, as shell comments and commands.
+environment it refers to, as shell comments and commands. Only a runtime file of this
+user's, mode 0600, in a 0700 directory of this user's, naming a loopback URL, is read;
+any other is ignored with a warning.
 
 examples:
   python -m loopback config --format claude > mcp.json
   eval "$(python -m loopback config --format claude 2>&1 >mcp.json)"
 """
 
+STDIO_DESCRIPTION = """\
+A stdio MCP server for clients that launch only stdio servers (Claude Desktop, some IDE
+plugins): each message on stdin goes to a running loopback server over Streamable HTTP,
+and everything the server sends comes back on stdout, one JSON-RPC message a line; logs
+go to stderr. The server is the newest running `serve` found through its runtime file
+(its URL and token), or --url URL with the token in $LOOPBACK_TOKEN. When stdin ends the
+session is deleted and the bridge exits 0.
+
+`python -m loopback config --format claude-desktop` prints the entry that starts it.
+"""
+
 RUN_DESCRIPTION = """\
 Run one agent with the tools: start the server, mint a token for this run alone, write
-the agent's config (mode 0600, in a fresh temporary directory) and run AGENT with it.
-Afterwards the token is revoked, the config deleted and the server stopped.
+the agent's config (mode 0600, in a fresh 0700 directory in the runtime directory, or in
+--config-dir) and run AGENT with it. Afterwards the agent's process group is ended, the
+token revoked, the config deleted and the server stopped.
 
 In ARGS, {mcp_config} becomes the config path and {mcp_args} the format's own
 arguments. With neither, those arguments go right after AGENT (claude: --mcp-config
 FILE --allowedTools mcp__NAME --strict-mcp-config; codex: -c mcp_servers.NAME...
-overrides). The token, header values and, for gemini and opencode, the config path
-reach the agent in its environment. SIGINT and SIGTERM are passed on to the agent
-(Ctrl-C in a terminal reaches it directly, once).
+overrides), but only where the agent starts a session: `claude mcp list` or
+`codex mcp list` get the environment alone. The token, header values and, for gemini
+and opencode, the config path reach the agent in its environment. `codex exec` gets
+its standard input closed. SIGINT and SIGTERM are passed on to the agent (Ctrl-C in a
+terminal reaches it directly, once). A one-line hint follows an agent that failed the
+way an untrusted folder (gemini, exit 55) or an unapproved project .mcp.json (claude)
+makes it fail.
 
 examples:
   python -m loopback run --tools mytools.py -- claude -p "Summarise order A-17"
@@ -97,7 +122,7 @@ examples:
 """
 
 
-class CliError(Exception):
+class CliError(LoopbackError):
     """A failure to report as one line on stderr and an exit code (1 unless given)."""
 
     def __init__(self, message: str, code: int = 1) -> None:
@@ -197,14 +222,8 @@ def _render(format: str, url: str, token: str, name: str = "loopback") -> Client
 
 
 def runtime_dir() -> Path:
-    """Where ``serve`` announces itself to ``config``."""
-    explicit = os.environ.get(RUNTIME_DIR_ENV)
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isabs(xdg):  # the XDG spec: a relative value is to be ignored
-        return Path(xdg) / "loopback"
-    return Path.home() / ".cache" / "loopback"
+    """Where ``serve`` announces itself to ``config`` (``private.runtime_dir``)."""
+    return private.runtime_dir()
 
 
 def _write_runtime_file(server: LoopbackServer) -> Optional[Path]:
@@ -218,7 +237,7 @@ def _write_runtime_file(server: LoopbackServer) -> Optional[Path]:
     }
     directory = runtime_dir()
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private.private_dir(directory)
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".serve-", suffix=".tmp")  # mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:
@@ -253,22 +272,43 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _read_runtime_file(path: Path) -> Optional[_Served]:
+def _loopback_url(url: str) -> bool:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        parts = urllib.parse.urlsplit(url)
+        return parts.scheme == "http" and parts.hostname is not None and is_loopback_host(parts.hostname)
+    except ValueError:
+        return False
+
+
+def _read_runtime_file(path: Path) -> Optional[_Served]:
+    """The serve a runtime file names, if the file can be trusted: this user's, 0600, in a
+    0700 directory of this user's, naming a loopback URL. Else None, with a warning."""
+    try:
+        text = private.read_private(path)
+    except private.PrivacyError as exc:
+        _log.warning("ignoring runtime file %s: %s", path, exc)
+        return None
+    except OSError as exc:
+        _log.debug("ignoring runtime file %s: %s", path, exc)
+        return None
+    try:
+        record = json.loads(text)
         pid, url, token = record["pid"], record["url"], record["token"]
         started = datetime.datetime.fromisoformat(record["started"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         _log.debug("ignoring runtime file %s: %s", path, exc)
         return None
     if type(pid) is not int or pid <= 0 or not isinstance(url, str) or not isinstance(token, str):
         _log.debug("ignoring runtime file %s: unexpected content", path)
         return None
+    if not _loopback_url(url):
+        _log.warning("ignoring runtime file %s: %r is not a loopback http URL", path, url)
+        return None
     return _Served(pid, url, token, started)
 
 
 def _find_served() -> Optional[_Served]:
-    """The newest ``serve`` whose process lives; files of dead ones are removed."""
+    """The newest ``serve`` whose process lives; (trusted) files of dead ones are removed."""
     live = []
     for path in runtime_dir().glob("serve-*.json"):
         served = _read_runtime_file(path)
@@ -284,13 +324,18 @@ def _find_served() -> Optional[_Served]:
 # --- serve ------------------------------------------------------------------------------
 
 
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 def _serve(args: argparse.Namespace) -> int:
     registry = _registry(args.tools)
     server = _start(args.port, args.host, registry)
     config = _render(args.format, server.url, server.token)
     stop = threading.Event()
     # Handlers go in before the banner: a supervisor may signal as soon as it reads it.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    # SIGHUP (the terminal closed) stops it cleanly too, runtime file removed.
+    previous = {signum: signal.signal(signum, lambda signum, frame: stop.set())
+                for signum in _STOP_SIGNALS}
     runtime_file = _write_runtime_file(server)
     try:
         names = ", ".join(tool.name for tool in registry.tools())
@@ -309,7 +354,8 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         if runtime_file is not None:
             runtime_file.unlink(missing_ok=True)
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         lifecycle.close()
     print("stopped", file=sys.stderr)
     return 0
@@ -322,11 +368,64 @@ def _config(args: argparse.Namespace) -> int:
     served = _find_served()
     if served is None:
         raise CliError(f"no running `python -m loopback serve` found (looked in {runtime_dir()})")
-    config = _render(args.format, served.url, served.token, args.name)
+    if args.format in clients.STDIO_FORMATS:
+        # The bridge finds the serve itself each time the client starts it: no token in
+        # the file, and a restarted serve (new port, new token) is found again.
+        config = clients.render_stdio_discovery(args.format, runtime_dir=str(runtime_dir().resolve()),
+                                                name=args.name)
+    else:
+        config = _render(args.format, served.url, served.token, args.name)
     # The config alone on stdout, so that `... config --format F > FILE` writes the file.
     sys.stdout.write(config.text)
     print("\n".join(_notes(config)), file=sys.stderr)
     return 0
+
+
+# --- stdio ------------------------------------------------------------------------------
+
+
+def _stdio(args: argparse.Namespace) -> int:
+    from . import stdio
+
+    token_env = args.token_env
+    if args.url is not None:
+        url, token = args.url, os.environ.get(token_env) or None
+        if token is None:
+            _log.warning("%s is not set: the server will refuse every request", token_env)
+            hint = f": {token_env} is not set; set it to the server's token"
+        else:
+            hint = f": {token_env} does not hold this server's token"
+    else:
+        served = _find_served()
+        if served is None:
+            raise CliError(f"no running `python -m loopback serve` found (looked in {runtime_dir()}); "
+                           f"start one, or give --url URL with the token in ${token_env}")
+        url, token = served.url, served.token
+        hint = "; the serve found through its runtime file no longer takes its token (did it restart?)"
+
+        def locate() -> Optional[tuple[str, Optional[str]]]:  # a serve restarted: its new URL and token
+            found = _find_served()
+            return (found.url, found.token) if found is not None else None
+    try:
+        headers = stdio.parse_headers(args.header, os.environ, clients.header_env_name)
+        bridge = stdio.Bridge(url, token, stdin=sys.stdin.buffer, stdout=sys.stdout.buffer,
+                              headers=headers, token_hint=hint, locate=None if args.url else locate)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    _log.info("stdio bridge to %s", url)
+
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Optional[FrameType]) -> None:
+        if not stopping.is_set():  # once: a second signal must not cut the DELETE short
+            stopping.set()
+            raise KeyboardInterrupt  # ends the bridge's read of stdin; it then ends the session
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return bridge.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- run --------------------------------------------------------------------------------
@@ -355,7 +454,7 @@ class _SignalForwarder:
 
     def __init__(self) -> None:
         self.received: Optional[int] = None
-        self._child: Optional[subprocess.Popen[bytes]] = None
+        self._child: Optional[AgentProcess] = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_SignalForwarder":
@@ -374,12 +473,12 @@ class _SignalForwarder:
             self._forward(self._child, signum)
 
     @staticmethod
-    def _forward(child: subprocess.Popen[bytes], signum: int) -> None:
-        if signum == signal.SIGINT and _in_terminal_foreground():
+    def _forward(child: AgentProcess, signum: int) -> None:
+        if signum == signal.SIGINT and not child.own_group and _in_terminal_foreground():
             return
-        child.send_signal(signum)
+        child.send_signal(signum)  # to its process group when it has one of its own
 
-    def wait(self, child: subprocess.Popen[bytes]) -> int:
+    def wait(self, child: AgentProcess) -> int:
         """Forward signals to ``child`` until it exits; its exit code, 128+N for signal N."""
         self._child = child
         if self.received is not None:
@@ -416,7 +515,7 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 prepared = prepare_agent_run(
                     True, format=config_format, headers=dict(args.header) or None, owner=not args.no_owner,
-                    tools=args.allow or None, name=args.name,
+                    tools=args.allow or None, name=args.name, directory=args.config_dir,
                 )
             except ValueError as exc:
                 raise CliError(str(exc)) from None
@@ -426,12 +525,18 @@ def _run(args: argparse.Namespace) -> int:
                 _log.info("agent run: format %s, config %s", config_format, prepared.config_path)
                 if forwarder.received is not None:
                     return 128 + forwarder.received
+                # In the terminal's foreground the agent stays in our process group: it may read
+                # the terminal, and Ctrl-C reaches it there. Elsewhere it gets a group of its own,
+                # ended with the run.
                 try:
-                    child = subprocess.Popen(prepared.command(args.agent), env={**os.environ, **prepared.env})
+                    child = prepared.start(args.agent, new_session=not _in_terminal_foreground())
                 except OSError as exc:
                     code = 127 if isinstance(exc, FileNotFoundError) else 126
                     raise CliError(f"cannot run the agent {args.agent[0]}: {exc.strerror or exc}", code) from None
-                return forwarder.wait(child)
+                code = forwarder.wait(child)
+                if child.hint is not None:
+                    print(f"loopback: hint: {child.hint}", file=sys.stderr)
+                return code
         finally:
             lifecycle.close()
 
@@ -450,7 +555,7 @@ def _port(text: str) -> int:
 
 
 def _formats_help() -> str:
-    return "\n".join(f"  {format:9} {clients.describe(format)}" for format in clients.FORMATS)
+    return "\n".join(f"  {format:14} {clients.describe(format)}" for format in clients.FORMATS)
 
 
 def _prog() -> str:
@@ -521,8 +626,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow", action="append", default=[], metavar="TOOL",
                      help="let the agent list and call only this tool; repeatable (default: every tool)")
     run.add_argument("--name", default="loopback", help="server name in the config (default loopback)")
+    run.add_argument("--config-dir", default=None, metavar="DIR",
+                     help="write the agent's config into DIR (it must exist and be private: no component "
+                          "writable by others; for gemini none group- or world-writable) instead of a fresh "
+                          "directory in the runtime directory")
     run.add_argument("agent", nargs="+", metavar="AGENT [ARGS...]", help="the agent's command line, after --")
     run.set_defaults(run=_run)
+
+    bridge = verbs.add_parser(
+        "stdio", parents=[common], formatter_class=formatter,
+        help="a stdio MCP server that forwards to a running loopback server",
+        description=STDIO_DESCRIPTION, epilog=EXIT_CODES,
+    )
+    bridge.add_argument("--url", default=None,
+                        help="the server's MCP URL (default: the newest running serve, from its runtime file)")
+    bridge.add_argument("--token-env", default=clients.TOKEN_ENV, metavar="NAME",
+                        help=f"environment variable that holds the token with --url (default {clients.TOKEN_ENV})")
+    bridge.add_argument("--header", action="append", default=[], metavar="NAME[: VALUE]",
+                        help="a header to send with every request: 'Name: value', or Name alone to read the "
+                             "value from $LOOPBACK_HEADER_<NAME>; repeatable")
+    bridge.set_defaults(run=_stdio)
     return parser
 
 

@@ -1,9 +1,15 @@
 """Client configuration: what points one coding agent at the loopback server.
 
 Owns: the documented MCP-config shape of each supported client (Claude Code, Codex CLI,
-Gemini CLI, Cursor, VS Code, Windsurf, Zed, opencode, and a generic URL-plus-headers form);
+Gemini CLI, Cursor, VS Code, Windsurf, Zed, opencode, a generic URL-plus-headers form, and
+for clients that launch only stdio servers — Claude Desktop, and a generic stdio entry — the
+``command``/``args``/``env`` that starts ``python -m loopback stdio``);
 which clients expand environment variables, so that the token travels in the environment
-rather than in a file; the command-line arguments and environment a run needs; and the
+rather than in a file; the command-line arguments and environment a run needs, and on
+which of an agent's command lines those arguments belong (``agent_call``: only where it
+starts a session; its other subcommands reject them); the agents' traps a run must know
+(``codex exec`` waits on standard input; the hint for an agent that failed the way an
+untrusted folder or an unapproved project server makes it fail); and the
 validation that keeps a header value with a newline (or any other injection) out of every
 file and argument; and ``curl_command``, one request as a shell line with every header a
 call needs.
@@ -17,11 +23,15 @@ Each shape follows the client's own documentation; the test module cites the pag
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 from urllib.parse import urlsplit
+
+from .http11 import is_token
 
 __all__ = [
     "FORMATS",
@@ -29,8 +39,14 @@ __all__ = [
     "TOKEN_ENV",
     "HEADER_ENV_PREFIX",
     "MCP_CONFIG_PLACEHOLDER",
+    "STDIO_FORMATS",
     "ClientConfig",
+    "AgentCall",
+    "agent_call",
+    "failure_hint",
     "render",
+    "render_stdio_discovery",
+    "header_env_name",
     "describe",
 ]
 
@@ -44,7 +60,12 @@ FORMATS: tuple[str, ...] = (
     "zed",
     "opencode",
     "generic",
+    "claude-desktop",
+    "stdio",
 )
+
+STDIO_FORMATS: tuple[str, ...] = ("claude-desktop", "stdio")
+"""Formats whose client starts ``python -m loopback stdio`` and talks to it on stdin/stdout."""
 
 TOKEN_ENV = "LOOPBACK_TOKEN"
 """Default name of the environment variable that carries the bearer token."""
@@ -104,7 +125,6 @@ class ClientConfig:
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # RFC 9110 section 5.6.2: token = 1*tchar.
-_HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 section 11.2: token68, the shape of a Bearer credential.
 _TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # RFC 3986 characters, less "$": several clients expand "$..." in URLs.
@@ -167,6 +187,11 @@ class _Header:
     env_name: str  # where the value travels for clients that expand the environment
 
 
+def header_env_name(header_name: str) -> str:
+    """The environment variable that carries ``header_name``'s value (``LOOPBACK_HEADER_X_KEY``)."""
+    return HEADER_ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", header_name.upper())
+
+
 def _check_headers(headers: Optional[Mapping[str, str]], token_env: str) -> tuple[_Header, ...]:
     if headers is None:
         return ()
@@ -174,7 +199,7 @@ def _check_headers(headers: Optional[Mapping[str, str]], token_env: str) -> tupl
     env_names = {token_env: "the token"}
     result = []
     for header_name, value in headers.items():
-        if not isinstance(header_name, str) or not _HEADER_NAME_RE.fullmatch(header_name):
+        if not isinstance(header_name, str) or not is_token(header_name):
             raise ValueError(f"header name {header_name!r} is not an RFC 9110 token")
         folded = header_name.lower()
         if folded in _RESERVED_HEADERS:
@@ -183,7 +208,7 @@ def _check_headers(headers: Optional[Mapping[str, str]], token_env: str) -> tupl
             raise ValueError(f"header {header_name!r} repeats {seen[folded]!r} (names ignore case)")
         seen[folded] = header_name
         _check_header_value(f"header {header_name!r}", value)
-        env_name = HEADER_ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", header_name.upper())
+        env_name = header_env_name(header_name)
         if env_name in env_names:
             raise ValueError(
                 f"header {header_name!r} and {env_names[env_name]} would share the variable {env_name}"
@@ -204,6 +229,8 @@ class _Run:
     token_env: str
     headers: tuple[_Header, ...]
     inline_secrets: bool
+    python: Optional[str] = None
+    python_path: Optional[str] = None
 
 
 def _json_text(document: Mapping[str, Any]) -> str:
@@ -402,6 +429,79 @@ def _generic(run: _Run) -> ClientConfig:
     return _config("generic", "loopback.json", text, headers.env, headers.holds_secret)
 
 
+# --- stdio: the client starts the bridge ------------------------------------------------
+
+
+def _own_python_path() -> Optional[str]:
+    """The ``PYTHONPATH`` this interpreter needs to import this very copy of loopback from
+    any directory (a checkout, a vendored copy), or None where it is installed."""
+    import site
+    import sysconfig
+
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    places = [sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    if site.ENABLE_USER_SITE:
+        places.append(site.getusersitepackages())
+    if any(place and os.path.abspath(place) == parent for place in places):
+        return None
+    return parent
+
+
+def _stdio_entry(python: Optional[str], args: list[str], env: dict[str, str], python_path: Optional[str]) -> dict[str, Any]:
+    if python is None:  # this interpreter: what it needs to find this loopback is known
+        python, python_path = sys.executable, _own_python_path()
+    if python_path is not None:
+        env = {**env, "PYTHONPATH": python_path}
+    entry: dict[str, Any] = {"command": python, "args": ["-m", "loopback", "stdio", *args]}
+    if env:
+        entry["env"] = env
+    return entry
+
+
+_STDIO_FILENAMES = {"claude-desktop": "claude_desktop_config.json", "stdio": "mcp.json"}
+
+
+def _stdio(format: str) -> Callable[[_Run], ClientConfig]:
+    def build(run: _Run) -> ClientConfig:
+        # The file launches the bridge, which reads the token from its environment: the
+        # "env" block. Claude Desktop expands no variables there, so the block holds the
+        # token itself (holds_secret: keep the file 0600).
+        args = ["--url", run.url]
+        if run.token_env != TOKEN_ENV:
+            args += ["--token-env", run.token_env]
+        env = {run.token_env: run.token}
+        for header in run.headers:
+            args += ["--header", header.name]  # the value comes from header.env_name
+            env[header.env_name] = header.value
+        entry = _stdio_entry(run.python, args, env, run.python_path)
+        return _config(format, _STDIO_FILENAMES[format], _json_text({"mcpServers": {run.name: entry}}), {}, True)
+
+    return build
+
+
+def render_stdio_discovery(
+    format: str,
+    *,
+    runtime_dir: str,
+    name: str = "loopback",
+    python: Optional[str] = None,
+    python_path: Optional[str] = None,
+) -> ClientConfig:
+    """A stdio entry that finds the newest running ``serve`` each time the client starts
+    it, through the runtime files in ``runtime_dir``: no URL and no token in the file
+    (``holds_secret`` False), and it keeps working when ``serve`` restarts with a new token.
+    ``python`` runs ``-m loopback stdio`` with ``python_path`` as its ``PYTHONPATH`` (if
+    given); by default this interpreter, with the ``PYTHONPATH`` it needs to import this
+    copy of loopback when that is not installed (a checkout, a vendored copy)."""
+    if format not in STDIO_FORMATS:
+        raise ValueError(f"{format!r} is not a stdio format ({', '.join(STDIO_FORMATS)})")
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ValueError(f"name {name!r} must be 1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit")
+    entry = _stdio_entry(python, [], {"LOOPBACK_RUNTIME_DIR": runtime_dir}, python_path)
+    text = _json_text({"mcpServers": {name: entry}})
+    return _config(format, _STDIO_FILENAMES[format], text, {}, False)
+
+
 @dataclass(frozen=True)
 class _Format:
     build: Callable[[_Run], ClientConfig]
@@ -433,6 +533,14 @@ _FORMATS: dict[str, _Format] = {
         "opencode: opencode.json named by the OPENCODE_CONFIG environment variable",
     ),
     "generic": _Format(_generic, "any Streamable HTTP client: URL and headers as JSON (holds the token)"),
+    "claude-desktop": _Format(
+        _stdio("claude-desktop"),
+        "Claude Desktop: an mcpServers entry for claude_desktop_config.json that starts the stdio bridge",
+    ),
+    "stdio": _Format(
+        _stdio("stdio"),
+        "any client that launches stdio servers: command, args and env of the stdio bridge",
+    ),
 }
 assert tuple(_FORMATS) == FORMATS
 
@@ -478,6 +586,8 @@ def render(
     headers: Optional[Mapping[str, str]] = None,
     token_env: str = TOKEN_ENV,
     inline_secrets: bool = False,
+    python: Optional[str] = None,
+    python_path: Optional[str] = None,
 ) -> ClientConfig:
     """The configuration that points a ``format`` client at ``url`` with ``token``.
 
@@ -489,10 +599,97 @@ def render(
     writes them literally for every client that allows it (not codex): the way round a
     client build whose expansion is broken.
 
+    The stdio formats (``STDIO_FORMATS``) start ``python -m loopback stdio --url URL`` with
+    ``python`` and ``python_path`` as its ``PYTHONPATH`` (if given); by default this
+    interpreter, with the ``PYTHONPATH`` that finds this copy of loopback when it is not
+    installed. The token and header values are in the entry's ``env`` block (``holds_secret``).
+
     Raises ValueError for an unknown format, or for a name, URL, token, header name or
     header value that could not be written safely (a CR or LF in a value, for one).
     """
     spec = _format(format)
     _check_inputs(url, token, name, token_env)
-    run = _Run(url, token, name, token_env, _check_headers(headers, token_env), inline_secrets)
+    run = _Run(url, token, name, token_env, _check_headers(headers, token_env), inline_secrets,
+               python, python_path)
     return spec.build(run)
+
+
+# --- agents' command lines ----------------------------------------------------------------
+
+# Claude Code's subcommands: none of them starts a session, and `mcp` ones reject
+# --mcp-config ("unknown option"). A session is `claude [options] [PROMPT]` or `claude -p`.
+_CLAUDE_SUBCOMMANDS = frozenset({
+    "mcp", "config", "doctor", "update", "upgrade", "install", "migrate-installer",
+    "setup-token", "plugin", "plugins", "auth", "login", "logout", "agents",
+})
+# Codex: the interactive session (no subcommand), `exec` (alias `e`) and `resume`.
+_CODEX_SESSIONS = frozenset({"exec", "e", "resume"})
+_CODEX_EXEC = frozenset({"exec", "e"})
+_INFO_FLAGS = frozenset({"-h", "--help", "-v", "-V", "--version"})
+
+GEMINI_UNTRUSTED_EXIT = 55
+"""Gemini CLI's exit code when it refuses to run in a folder it does not trust."""
+
+
+@dataclass(frozen=True)
+class AgentCall:
+    """What one agent command line needs from a run.
+
+    ``session``: the line starts an agent session, so the format's arguments belong on it;
+    elsewhere (``claude mcp list``, ``codex mcp list``, ``--version``) they are left out and
+    the run's environment alone goes to the agent. ``closed_stdin``: the agent waits on its
+    standard input unless it is closed (``codex exec`` reads "additional input" from it).
+    """
+
+    session: bool
+    closed_stdin: bool
+
+
+def _first_word(args: Sequence[str]) -> Optional[str]:
+    for arg in args:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def agent_call(format: str, argv: Sequence[str]) -> AgentCall:
+    """How the ``format`` agent's command line ``argv`` (executable first) takes a run.
+
+    Claude Code: a session unless the first argument is a subcommand (``mcp``, ``config``,
+    ``doctor``...) or ``--help``/``--version``. Codex: a session without a subcommand, or for
+    ``exec``/``e``/``resume``; ``exec`` gets its standard input closed unless its prompt is
+    ``-`` (read from standard input). Other formats carry no arguments, so every line is a
+    session for them (their config travels in the environment).
+    """
+    _format(format)
+    args = list(argv[1:])
+    if any(arg in _INFO_FLAGS for arg in args[:1]):
+        return AgentCall(session=False, closed_stdin=False)
+    if format == "claude":
+        return AgentCall(session=not args or args[0] not in _CLAUDE_SUBCOMMANDS, closed_stdin=False)
+    if format == "codex":
+        word = _first_word(args)
+        if word is None:
+            return AgentCall(session=True, closed_stdin=False)
+        exec_args = args[args.index(word) + 1:]
+        return AgentCall(session=word in _CODEX_SESSIONS,
+                         closed_stdin=word in _CODEX_EXEC and "-" not in exec_args)
+    return AgentCall(session=True, closed_stdin=False)
+
+
+def failure_hint(format: str, returncode: int, *, project_mcp_json: bool = False) -> Optional[str]:
+    """One factual line on how the ``format`` agent may have failed, or None.
+
+    Gemini CLI exits 55 when it refuses an untrusted folder (its MCP servers are then
+    disabled). Claude Code keeps the servers of a project ``.mcp.json`` (``project_mcp_json``:
+    the agent's working directory has one) pending until the user approves them.
+    """
+    if format == "gemini" and returncode == GEMINI_UNTRUSTED_EXIT:
+        return ("Gemini CLI exits 55 when it does not trust the folder it runs in (its MCP servers are then "
+                "disabled); trusting it (GEMINI_CLI_TRUST_WORKSPACE=true or --skip-trust) is your decision")
+    if format == "claude" and returncode != 0 and project_mcp_json:
+        return ("Claude Code keeps the servers of a project .mcp.json \"Pending approval\" until they are "
+                "approved (enableAllProjectMcpServers in its settings, or interactively)")
+    return None

@@ -11,13 +11,13 @@ Must not know: HTTP, sockets, sessions.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
-from .resources import Completer
+from .context import RequestContext
+from .prompts import PromptRegistry
+from .resources import Completer, ResourceRegistry
 
-if TYPE_CHECKING:
-    from .protocol import RequestContext
 
 __all__ = ["HANDLERS", "MAX_VALUES", "complete"]
 
@@ -51,7 +51,7 @@ def _string_map(value: Any, what: str) -> dict[str, str]:
     return value
 
 
-def _completer(ref: Any, argument: str, ctx: "RequestContext") -> Optional[Completer]:
+def _completer(ref: Any, argument: str, ctx: RequestContext) -> Optional[Completer]:
     if not isinstance(ref, dict):
         raise JsonRpcError(INVALID_PARAMS, "Invalid params: completion/complete needs a 'ref' object")
     kind = ref.get("type")
@@ -59,20 +59,22 @@ def _completer(ref: Any, argument: str, ctx: "RequestContext") -> Optional[Compl
         name = ref.get("name")
         if not isinstance(name, str):
             raise JsonRpcError(INVALID_PARAMS, "Invalid params: a ref/prompt needs a string 'name'")
-        if ctx.registry.prompts.get(name) is None:
+        prompts: PromptRegistry = ctx.registry.prompts
+        if prompts.get(name) is None:
             raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {name}")
-        return ctx.registry.prompts.completer(name, argument)
+        return prompts.completer(name, argument)
     if kind == "ref/resource":
         uri = ref.get("uri")
         if not isinstance(uri, str):
             raise JsonRpcError(INVALID_PARAMS, "Invalid params: a ref/resource needs a string 'uri'")
-        if ctx.registry.resources.get(uri) is None:
+        resources: ResourceRegistry = ctx.registry.resources
+        if resources.get(uri) is None:
             raise JsonRpcError(INVALID_PARAMS, f"Unknown resource template: {uri}", {"uri": uri})
-        return ctx.registry.resources.completer(uri, argument)
+        return resources.completer(uri, argument)
     raise JsonRpcError(INVALID_PARAMS, f"Invalid params: unknown ref type {kind!r} (use ref/prompt or ref/resource)")
 
 
-def _complete(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _complete(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     argument = params.get("argument")
     if not isinstance(argument, dict) or not isinstance(argument.get("name"), str) \
             or not isinstance(argument.get("value"), str):
@@ -90,6 +92,6 @@ def _complete(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any)
         raise JsonRpcError(INTERNAL_ERROR, f"Completion failed: {type(exc).__name__}: {exc}") from None
 
 
-HANDLERS: dict[str, Callable[[Mapping[str, Any], "RequestContext", Any], dict[str, Any]]] = {
+HANDLERS: dict[str, Callable[[Mapping[str, Any], RequestContext, Any], dict[str, Any]]] = {
     "completion/complete": _complete,
 }

@@ -2,8 +2,10 @@
 
 Owns: the content objects a tool may return (``Text``, ``Image``, ``Audio``,
 ``EmbeddedResource``, ``ResourceLink``) and their MCP 2025-11-25 content blocks, which
-return values count as content rather than data, and turning any return value into
-a ``CallToolResult`` (content, ``structuredContent``, ``isError``).
+return values count as content rather than data, turning any return value into a
+``CallToolResult`` (content, ``structuredContent``, ``isError``; data through
+``schema.to_jsonable``), and ``InputRequired``, what a function returns when it needs
+the client's input first (2026-07-28, SEP-2322).
 Must not know: HTTP, sockets, threads, JSON-RPC.
 """
 
@@ -20,6 +22,8 @@ from typing import Any, Callable, ClassVar, Final, Optional, Protocol, TypeVar, 
 
 from ._compat import slotted
 
+from .schema import to_jsonable
+
 __all__ = [
     "CONTENT_TYPES",
     "Audio",
@@ -31,14 +35,12 @@ __all__ = [
     "content_blocks",
     "error_result",
     "to_call_result",
-    "to_json_value",
 ]
 
 # One encoder for every result: json.dumps with options builds a new one per call.
 _to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
-_JSON_SCALAR_TYPES: Final = frozenset({str, int, float, bool, type(None)})
 # Return types that are never content: to_call_result skips content_blocks for them.
 _DATA_TYPES: Final = frozenset({dict, int, float, bool})
 _ANNOTATION_KEYS: Final = ("audience", "priority", "lastModified")
@@ -381,44 +383,6 @@ def content_blocks(value: Any) -> Optional[list[dict[str, Any]]]:
     return blocks
 
 
-def to_json_value(value: Any) -> Any:
-    """``value`` with dataclasses turned into dicts, Enums into their values, tuples into lists.
-
-    Anything else is returned unchanged, for the JSON encoder to accept or refuse.
-    Raises ValueError on a circular reference.
-    """
-    return _json_value(value, set())
-
-
-def _json_value(value: Any, open_containers: set[int]) -> Any:
-    if type(value) in _JSON_SCALAR_TYPES:
-        return value
-    if isinstance(value, Enum):
-        return _json_value(value.value, open_containers)
-    if isinstance(value, (dict, list, tuple)):
-        is_dataclass = False
-    else:
-        is_dataclass = dataclasses.is_dataclass(value) and not isinstance(value, type)
-        if not (is_dataclass or isinstance(value, Mapping)):
-            return value
-    marker = id(value)
-    if marker in open_containers:
-        raise ValueError("Circular reference detected")
-    open_containers.add(marker)
-    # Scalars are tested inline below: a call per item would double the cost of a flat dict.
-    try:
-        if is_dataclass:
-            return {f.name: _json_value(getattr(value, f.name), open_containers) for f in dataclasses.fields(value)}
-        if isinstance(value, Mapping):
-            return {
-                key: item if type(item) in _JSON_SCALAR_TYPES else _json_value(item, open_containers)
-                for key, item in value.items()
-            }
-        return [item if type(item) in _JSON_SCALAR_TYPES else _json_value(item, open_containers) for item in value]
-    finally:
-        open_containers.discard(marker)
-
-
 def error_result(message: str) -> dict[str, Any]:
     """A tool execution error: reaches the model, which may correct itself."""
     return {"content": [_text_block(message)], "isError": True}
@@ -428,7 +392,7 @@ def to_call_result(
     value: Any,
     output: Optional[DeclaredOutput] = None,
     *,
-    to_jsonable: Callable[[Any], Any] = to_json_value,
+    to_jsonable: Callable[[Any], Any] = to_jsonable,
 ) -> dict[str, Any]:
     """A tool's return value as a ``CallToolResult``; never raises.
 
@@ -470,3 +434,53 @@ def to_call_result(
     elif isinstance(value, dict):
         result["structuredContent"] = value
     return result
+
+
+# SEP-2322 (multi round-trip requests): what each kind of input request needs the
+# client to have declared.
+INPUT_REQUEST_CAPABILITIES = {
+    "elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots",
+}
+
+
+class InputRequired:
+    """What a tool (or prompt, or resource) returns when it needs the client's input first.
+
+    ``requests`` maps keys of your choosing to input requests, each
+    ``{"method": "elicitation/create" | "sampling/createMessage" | "roots/list", "params": {...}}``;
+    ``state`` is an optional string you get back on the retry (``ctx.request_state``),
+    signed by the server so the client cannot alter it. The client answers with a retry
+    of the same request carrying ``inputResponses`` (``ctx.input_responses``: key ->
+    the client's result), and the function runs again from the start (SEP-2322).
+    """
+
+    __slots__ = ("requests", "state")
+
+    def __init__(self, requests: Mapping[str, Mapping[str, Any]], state: Optional[str] = None) -> None:
+        if state is not None and not isinstance(state, str):
+            raise TypeError(f"state must be a string or None, not {type(state).__name__}")
+        if not requests and state is None:
+            raise ValueError("InputRequired needs at least one input request or a state")
+        checked: dict[str, dict[str, Any]] = {}
+        for key, request in requests.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"input request keys must be non-empty strings, not {key!r}")
+            method = request.get("method") if isinstance(request, Mapping) else None
+            if method not in INPUT_REQUEST_CAPABILITIES:
+                raise ValueError(f"input request {key!r}: method must be one of {', '.join(INPUT_REQUEST_CAPABILITIES)}")
+            params = request.get("params", {})
+            if not isinstance(params, Mapping):
+                raise ValueError(f"input request {key!r}: params must be an object")
+            checked[key] = {"method": method, "params": dict(params)}
+        self.requests = checked
+        self.state = state
+
+    def to_result(self) -> dict[str, Any]:
+        """The ``InputRequiredResult`` (before the server signs its ``requestState``)."""
+        result: dict[str, Any] = {"resultType": "input_required", "inputRequests": self.requests}
+        if self.state is not None:
+            result["requestState"] = self.state
+        return result
+
+    def __repr__(self) -> str:
+        return f"InputRequired({sorted(self.requests)!r}, state={'set' if self.state is not None else None})"

@@ -1,14 +1,15 @@
-"""Request context: what a running tool may know about, and do for, the request that called it.
+"""Request context: what one request's handler, and the tool it runs, may know and do.
 
-Owns: the ``Context`` object handed to tools that declare a parameter annotated
-``loopback.Context`` (headers, the caller's scope, session id, progress, logging,
-cancellation, requests to the client: sampling, elicitation, roots), the MCP log
-levels, and the per-session state those need (``SessionState``: log level, calls in
-flight, subscriptions, what the client declared at ``initialize``, and the server's
-own requests waiting for the client's answer).
-Must not know: sockets, HTTP or how messages reach the client: the transport gives
-each context a ``notify`` callable (the call's own stream), the session a
-``standalone`` one (the client's GET stream), or none when there is no stream.
+Owns: ``RequestContext`` (what the shell tells dispatch about one request, as plain
+data), the ``Context`` handed to tools and prompts that declare a parameter
+annotated ``loopback.Context`` (headers, the caller's scope, session id, progress,
+logging, cancellation, requests to the client: sampling, elicitation, roots), the
+MCP log levels, and ``ClientState``: everything one client is owed or has promised
+(log level, calls in flight, subscriptions, what it declared, the server's requests
+waiting for its answers, its standalone stream), owned by exactly one principal.
+Must not know: sockets, HTTP or how messages reach the client: the shell gives each
+context a ``notify`` callable (the call's own stream), the state a ``standalone``
+one (the client's GET stream), or none when there is no stream.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as _FutureTimeout
 from typing import Any, Callable, Iterator, Mapping, Optional
 
-from .auth import OWNER
+from .auth import OWNER, Grant
+from .errors import LoopbackError
+from .jsonrpc import MissingClientCapability
+from .settings import Settings
 
 _log = logging.getLogger("loopback")
 
@@ -32,7 +36,7 @@ Notify = Callable[[dict[str, Any]], None]
 DEFAULT_CLIENT_REQUEST_TIMEOUT = 60.0
 
 
-class ClientRequestError(Exception):
+class ClientRequestError(LoopbackError):
     """A request from a tool to the client (``Context.sample``, ``elicit``, ``list_roots``,
     ``request``) failed: the client answered with an error, did not answer in time, did
     not declare the capability at ``initialize``, or no stream to it was open.
@@ -79,18 +83,24 @@ class ToolHeaders(Mapping[str, str]):
         return f"ToolHeaders({dict(self)!r})"
 
 
-class SessionState:
-    """What one client's requests share: its log level, its requests in flight, its
-    resource subscriptions, what it declared at ``initialize``, and the server's
-    requests waiting for its answers.
+class ClientState:
+    """What one client is owed or has promised: its log level, its calls in flight,
+    its resource subscriptions, what it declared, and the server's requests waiting
+    for its answers. Owned by exactly one principal (``principal``: the grant, None
+    when authentication is off): the shell keeps one per MCP session and one per
+    grant for requests outside any session, so an answer can only ever complete a
+    request that was sent to the same token.
 
-    One per MCP session (one per server in stateless mode). Mutated from request
-    threads with single dict/set operations and attribute stores, atomic in CPython.
+    Mutated from request threads with single dict/set operations and attribute
+    stores, atomic in CPython.
     """
 
-    def __init__(self) -> None:
+    modern = False  # a 2026-07-28 request's own state (``RequestState``)
+
+    def __init__(self, principal: Optional[Grant] = None) -> None:
+        self.principal = principal
         self.log_level: Optional[str] = None  # None: the client has not asked for logs
-        self.in_flight: dict[tuple[object, object], "Context"] = {}
+        self.in_flight: dict[object, "Context"] = {}  # by JSON-RPC request id
         self.subscriptions: set[str] = set()  # resource URIs (resources/subscribe)
         self.client_capabilities: dict[str, Any] = {}
         self.client_info: Optional[dict[str, Any]] = None
@@ -99,6 +109,7 @@ class SessionState:
         self._request_ids = itertools.count(1)
         # Sends a message on the client's standalone (GET) stream; None while none is open.
         self.standalone: Optional[Notify] = None
+        self.ended = False
 
     def expect_response(self) -> tuple[int, "Future[dict[str, Any]]"]:
         """A fresh id for a server-to-client request and the future its answer will fill."""
@@ -121,6 +132,7 @@ class SessionState:
     def end(self, reason: str = "the session ended", *, cancel: bool = True) -> None:
         """Fail every request still waiting for the client and, with ``cancel``, flag the
         calls in flight as cancelled (their tools should stop)."""
+        self.ended = True
         for request_id in list(self.pending):
             future = self.pending.pop(request_id, None)
             if future is not None and not future.done():
@@ -130,16 +142,101 @@ class SessionState:
                     pass
         if cancel:
             for context in list(self.in_flight.values()):
-                context._cancelled = True
+                context.cancel()
         self.standalone = None
 
-    def cancel(self, principal: object, request_id: object) -> bool:
-        """Flag the call ``request_id`` of ``principal`` as cancelled; True if it was running."""
-        context = self.in_flight.get((principal, request_id))
+    def cancel(self, request_id: object) -> bool:
+        """Flag the call ``request_id`` as cancelled; True if it was running."""
+        context = self.in_flight.get(request_id)
         if context is None:
             return False
-        context._cancelled = True
+        context.cancel()
         return True
+
+
+class RequestState(ClientState):
+    """The state of one 2026-07-28 request: nothing outlives it.
+
+    That era declares capabilities, client info and log level in every request's
+    ``_meta``; a retry of an input-required request carries the client's answers
+    (``input_responses``) and the ``requestState`` handed out (verified, unwrapped).
+    """
+
+    modern = True
+
+    def __init__(self, principal: Optional[Grant] = None) -> None:
+        super().__init__(principal)
+        self.input_responses: dict[str, dict[str, Any]] = {}
+        self.request_state: Optional[str] = None
+
+
+def require_client_capability(state: Optional[ClientState], capability: str) -> None:
+    """In a 2026-07-28 request, raise MissingClientCapability (-32021, the request's own
+    error) unless its ``_meta`` declared ``capability``; in any other request, nothing."""
+    if state is not None and state.modern and capability not in state.client_capabilities:
+        raise MissingClientCapability(capability)
+
+
+class RequestContext:
+    """What the shell knows about one HTTP request, as plain data."""
+
+    __slots__ = ("registry", "settings", "protocol_version_header", "headers", "server_version", "grant",
+                 "session", "session_id", "notify", "close_stream", "runner")
+
+    def __init__(
+        self,
+        registry: Any,  # a tools.ToolRegistry (which imports this module)
+        settings: Optional[Settings] = None,
+        protocol_version_header: Optional[str] = None,
+        headers: Mapping[str, str] = {},
+        server_version: str = "0",
+        grant: Optional[Grant] = None,
+        session: Optional[ClientState] = None,
+        session_id: Optional[str] = None,
+        notify: Optional[Notify] = None,
+        close_stream: Optional[Callable[[], None]] = None,
+        runner: Optional[Callable[[Callable[[], Any], "Context"], Any]] = None,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings if settings is not None else Settings()
+        self.protocol_version_header = protocol_version_header
+        self.headers = headers
+        self.server_version = server_version
+        self.grant = grant  # None: authentication is off, the caller is the owner
+        self.session = session if session is not None else ClientState(grant)
+        self.session_id = session_id
+        self.notify = notify  # sends a notification to the client; None: no stream open
+        self.close_stream = close_stream  # ends the call's SSE response early (polling)
+        self.runner = runner  # runs host functions (tools.Runner); None: on this thread, no deadline
+
+    def replace(self, **changes: Any) -> "RequestContext":
+        """A copy with some fields changed."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return RequestContext(**fields)
+
+    def context_for(self, name: str, request_id: Any, params: Mapping[str, Any]) -> "Context":
+        """The ``Context`` a function serving this request receives (a tool, or a prompt
+        declaring one: ``tool_name`` then holds the prompt's name)."""
+        meta = params.get("_meta")
+        return Context(
+            headers=ToolHeaders(self.headers, self.grant.headers if self.grant is not None else None),
+            scope=self.grant.scope if self.grant is not None else OWNER,
+            session_id=self.session_id,
+            request_id=request_id,
+            tool_name=name,
+            progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
+            notify=self.notify,
+            session=self.session,
+            request_timeout=self.settings.client_request_timeout,
+            close_stream=self.close_stream,
+        )
+
+    def can_use(self, tool: Any) -> bool:
+        """Whether the caller's grant lets it see and call ``tool``."""
+        if self.grant is None:
+            return True
+        return self.grant.allows(tool.name, tool.owner_only)
 
 
 class Context:
@@ -168,7 +265,7 @@ class Context:
         tool_name: str = "",
         progress_token: Any = None,
         notify: Optional[Notify] = None,
-        session: Optional[SessionState] = None,
+        session: Optional[ClientState] = None,
         request_timeout: float = DEFAULT_CLIENT_REQUEST_TIMEOUT,
         close_stream: Optional[Callable[[], None]] = None,
     ) -> None:
@@ -183,6 +280,15 @@ class Context:
         self._cancelled = False
         self._request_timeout = request_timeout
         self._close_stream = close_stream
+
+    def cancel(self) -> None:
+        """Mark this call cancelled: the client cancelled it, it timed out, or its session ended."""
+        self._cancelled = True
+
+    @property
+    def accepts_input_required(self) -> bool:
+        """Whether the call may answer with ``loopback.InputRequired`` (a 2026-07-28 request)."""
+        return self._session is not None and self._session.modern
 
     @property
     def input_responses(self) -> dict[str, Any]:
@@ -253,9 +359,7 @@ class Context:
         stream is open, the client answers with an error, or no answer comes in time.
         """
         session = self._session
-        from . import revision_2026  # imported late: that module imports this one
-
-        if isinstance(session, revision_2026.RequestSession):  # 2026-07-28: no requests on the stream
+        if session is not None and session.modern:  # 2026-07-28: no requests on the stream
             raise ClientRequestError(f"cannot send {method}: in MCP 2026-07-28 a tool asks for input by returning loopback.InputRequired")
         send = self._notify or (session.standalone if session is not None else None)
         if session is None or send is None:
@@ -291,10 +395,7 @@ class Context:
         session = self._session
         if session is None or not isinstance(session.client_capabilities, dict) \
                 or capability not in session.client_capabilities:
-            # A 2026-07-28 request answers a missing capability with its own error code.
-            from . import revision_2026  # imported late: that module imports this one
-
-            revision_2026.require_client_capability(session, capability)
+            require_client_capability(session, capability)
             raise ClientRequestError(f"the client did not declare the {capability!r} capability: cannot send {method}")
 
     def sample(self, messages: Any, *, max_tokens: int, system_prompt: Optional[str] = None,

@@ -10,11 +10,17 @@ from __future__ import annotations
 import json
 from typing import Any, Union
 
+from .errors import ProtocolError
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+# Codes the MCP 2026-07-28 schema adds (basic/index "Error Codes").
+HEADER_MISMATCH = -32020
+MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 RequestId = Union[str, int]
 
@@ -25,20 +31,26 @@ NOTIFICATION = "notification"
 RESPONSE = "response"
 
 
-class JsonRpcError(Exception):
-    """An error that becomes a JSON-RPC error object."""
+class JsonRpcError(ProtocolError):
+    """An error that becomes a JSON-RPC error object (HTTP 400 when it refuses a whole body)."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
+        super().__init__(message, status=400, code=code, data=data)
 
-    def to_object(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
+
+class MissingClientCapability(JsonRpcError):
+    """-32021: the request needs a client capability its ``_meta`` did not declare.
+
+    Raised through a tool call (``tools.Tool.call`` lets it pass) it becomes the
+    request's error answer, HTTP 400.
+    """
+
+    def __init__(self, *capabilities: str) -> None:
+        super().__init__(
+            MISSING_REQUIRED_CLIENT_CAPABILITY,
+            f"Missing required client capability: {', '.join(capabilities)}",
+            {"requiredCapabilities": {name: {} for name in capabilities}},
+        )
 
 
 def _reject_constant(name: str) -> None:
@@ -107,7 +119,7 @@ def result(id: RequestId | None, value: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id, "result": value}
 
 
-def error(id: RequestId | None, exc: JsonRpcError) -> dict[str, Any]:
+def error(id: RequestId | None, exc: ProtocolError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id, "error": exc.to_object()}
 
 

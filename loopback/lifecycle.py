@@ -2,8 +2,11 @@
 
 Owns: all module-level mutable state of the package (the singleton, the start in
 flight, the registered active server, the servers ``start()`` made that have not
-closed, the default tool registry) and the hooks that keep it true across
-``os.fork()`` and interpreter exit.
+closed, the default tool registry, the live agent runs and the cap on how many may be
+live at once, the run directories already swept) and the hooks that keep it true across
+``os.fork()``, SIGTERM and interpreter exit: one ``atexit`` hook closes every server and
+releases every live run; a SIGTERM handler (installed only where the host left SIGTERM
+at its default) releases the live runs, then lets the default action end the process.
 Must not know: HTTP or MCP details (``server`` and below).
 
 Contract (see DESIGN.md): ``ensure()`` on a running server takes no lock; concurrent
@@ -14,12 +17,16 @@ reaches every waiter and is not remembered; ``close()`` also closes a start in f
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
+import signal
 import sys
 import threading
+import time
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Optional
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .tools import ToolRegistry
 
@@ -42,6 +49,12 @@ _binding: "list[list[socket.socket]]" = []  # sockets of starts not yet in _serv
 _default_registry = ToolRegistry()
 _exiting = False
 _atexit_registered = False
+_runs_lock = threading.Condition(threading.RLock())  # RLock: the SIGTERM handler may interrupt a holder
+_runs: "dict[object, Optional[Callable[[], None]]]" = {}  # live run -> its release (None: being prepared)
+_swept: "set[str]" = set()  # run directories' parents swept of dead processes' runs
+_sigterm_installed = False
+_sigterm_kept = False  # installed by install_sigterm_cleanup(): stays when no run is open
+_run_numbers = itertools.count(1)  # default run labels (NAME#N); next() on it is atomic in CPython
 
 
 def default_registry() -> ToolRegistry:
@@ -70,6 +83,26 @@ def _interpreter_exiting() -> bool:
     Python 3.12+ cannot start a thread, so no version starts a server.
     """
     return _exiting or sys.is_finalizing() or not threading.main_thread().is_alive()
+def _register_atexit() -> None:
+    """One hook for the whole process, whatever the number of servers and runs (call with _lock)."""
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_close_at_exit)
+        _atexit_registered = True
+
+
+def _warn_ignored(server: LoopbackServer, port: Optional[int], registry: Optional[ToolRegistry],
+                  settings: Optional[Settings]) -> None:
+    ignored = []
+    if port is not None and port not in (0, server.port):
+        ignored.append(f"port={port}")
+    if settings is not None and settings != server.settings:
+        ignored.append("settings")
+    if registry is not None and registry is not server.registry:
+        ignored.append("registry")
+    if ignored:
+        _log.warning("the MCP loopback server already runs on port %d: %s ignored (close() it first to "
+                     "start another)", server.port, ", ".join(ignored))
 
 
 def _forget(server: LoopbackServer) -> None:
@@ -90,7 +123,6 @@ def start(
     registry: Optional[ToolRegistry] = None,
     settings: Optional[Settings] = None,
     token: Optional[str] = None,
-    require_auth: bool = True,
 ) -> LoopbackServer:
     """Start a new, independent server, listening when this returns.
 
@@ -99,8 +131,9 @@ def start(
     ``PortInUseError`` / ``StartError`` when it cannot listen, and ``StartError`` once the
     interpreter has begun to exit (in an atexit handler, say).
     """
-    global _active, _atexit_registered
-    from .server import LoopbackServer, StartError
+    global _active
+    from .errors import StartError
+    from .server import LoopbackServer
 
     if _interpreter_exiting():  # 3.12+ could not start its thread; before, nothing would close it
         raise StartError("the interpreter is shutting down")
@@ -110,17 +143,21 @@ def start(
     try:
         server = LoopbackServer(
             port, host=host, registry=registry if registry is not None else _default_registry,
-            settings=settings, token=token, require_auth=require_auth, _on_bind=bound.append,
+            settings=settings, token=token, _on_bind=bound.append,
         )
         server.on_close(_forget)
-        server.start()
+        try:
+            server.start()
+        except BaseException:
+            # Bound but not serving (no thread could be started, say): close what it opened —
+            # the listening socket, the registry subscriptions — so that a retry can bind again.
+            server.close()
+            raise
         with _lock:
             _active = server
             if not server.closed:  # else its on_close hook has run (or waits for this lock)
                 _servers.add(server)
-            if not _atexit_registered:
-                atexit.register(_close_at_exit)
-                _atexit_registered = True
+            _register_atexit()
     finally:
         _binding.remove(bound)
     return server
@@ -147,21 +184,26 @@ def ensure(
     global _singleton, _starting
     server = _singleton
     if server is not None and server.serving:  # the hot path: no lock
+        if port is not None or registry is not None or settings is not None:
+            _warn_ignored(server, port, registry, settings)
         return server
     with _lock:
         if _exiting:
-            from .server import StartError
+            from .errors import StartError
 
             raise StartError("the interpreter is shutting down")
         server = _singleton
         if server is not None and server.serving:
+            _warn_ignored(server, port, registry, settings)
             return server
         future = _starting
         owner = future is None
         if future is None:
             future = _starting = Future()
     if not owner:
-        return future.result()
+        server = future.result()
+        _warn_ignored(server, port, registry, settings)
+        return server
     try:
         server = start(_pinned_port(port), host=host, registry=registry, settings=settings)
     except BaseException as exc:
@@ -211,11 +253,129 @@ def active_runtime() -> Optional[Runtime]:
     return server.runtime() if server is not None and not server.closed else None
 
 
+# --- agent runs -------------------------------------------------------------------------
+
+
+def _reserve_run(limit: Optional[int], wait: float) -> Optional[object]:
+    """A slot for one more live run; with ``limit``, wait up to ``wait`` seconds for fewer than
+    ``limit`` live runs (None if there are still as many). Free it with ``_release_run``."""
+    key = object()
+    deadline = time.monotonic() + wait
+    with _runs_lock:
+        while limit is not None and len(_runs) >= limit:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            _runs_lock.wait(remaining)
+        _runs[key] = None
+    return key
+
+
+def _attach_run(key: object, release: Callable[[], None]) -> None:
+    """The run holding ``key`` is live: ``release`` it at interpreter exit or on SIGTERM."""
+    with _runs_lock:
+        if key in _runs:
+            _runs[key] = release
+    with _lock:
+        _register_atexit()
+    _install_sigterm()
+
+
+def _release_run(key: object) -> None:
+    with _runs_lock:
+        if _runs.pop(key, False) is False:
+            return
+        _runs_lock.notify_all()
+        empty = not _runs
+    if empty:
+        _restore_sigterm()
+
+
+def open_runs() -> int:
+    """How many agent runs are open in this process: prepared with MCP and not closed (a run
+    whose token expired or whose server closed still counts until ``close()``: its agent and
+    files may still be there). ``prepare_agent_run(max_concurrent=...)`` caps this number."""
+    return len(_runs)
+
+
+def _release_all_runs() -> None:
+    with _runs_lock:
+        releases = [release for release in _runs.values() if release is not None]
+    for release in releases:
+        try:
+            release()
+        except Exception:
+            _log.exception("releasing an agent run failed")
+
+
+def _claim_sweep(directory: str) -> bool:
+    """True the first time this process asks for ``directory``: sweep it of stale runs then."""
+    with _runs_lock:
+        if directory in _swept:
+            return False
+        _swept.add(directory)
+        return True
+
+
+def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    # The host left SIGTERM at its default (end the process): release the runs (their agents'
+    # process groups, tokens and config directories), then let that default happen.
+    _release_all_runs()
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _install_sigterm() -> None:
+    """Where the host lets us (SIGTERM at its default, called from the main thread)."""
+    global _sigterm_installed
+    if _sigterm_installed or not _in_main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            _sigterm_installed = True
+    except (ValueError, OSError, AttributeError):  # no SIGTERM handling here (embedded, Windows)
+        pass
+
+
+def install_sigterm_cleanup() -> bool:
+    """Release the open agent runs on SIGTERM, for a host that prepares its runs in worker
+    threads (a handler can only be installed from the main thread, where runs prepared there
+    install it themselves). Call it from the main thread; it installs the handler only if
+    SIGTERM is at its default, and keeps it until the process ends. True if it is installed."""
+    global _sigterm_kept
+    if not _in_main_thread():
+        raise RuntimeError("install_sigterm_cleanup() must be called from the main thread")
+    _install_sigterm()
+    if _sigterm_installed:
+        _sigterm_kept = True
+    return _sigterm_installed
+
+
+def _restore_sigterm() -> None:
+    """Put the default back once no run is open, unless the host has changed it since."""
+    global _sigterm_installed
+    if not _sigterm_installed or _sigterm_kept or not _in_main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError):
+        return
+    _sigterm_installed = False
+
+
 def _close_at_exit() -> None:
     global _exiting
     with _lock:
         _exiting = True
         servers = {s for s in (_singleton, _active) if s is not None} | _servers
+    _release_all_runs()
     for server in servers:
         server.close()
 
@@ -227,7 +387,7 @@ def _after_fork_in_child() -> None:
     # Every server start() made counts, not only the registered ones: a copy of any
     # listening socket left open here would keep the port answering after the parent
     # closes it.
-    global _lock, _singleton, _starting, _active, _exiting, _servers, _binding
+    global _lock, _singleton, _starting, _active, _exiting, _servers, _binding, _runs_lock, _runs
     inherited = {s for s in (_singleton, _active) if s is not None} | _servers
     for bound in _binding:  # servers still binding in another thread at the fork
         for sock in bound:
@@ -240,6 +400,8 @@ def _after_fork_in_child() -> None:
     _singleton = _starting = _active = None
     _servers = set()
     _exiting = False
+    _runs_lock = threading.Condition(threading.RLock())
+    _runs = {}  # the parent's runs: their files and agents are the parent's to release
     for server in inherited:
         server._abandon_after_fork()
 

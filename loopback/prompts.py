@@ -12,19 +12,18 @@ Must not know: HTTP, sockets, sessions, or how notifications reach clients.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, TypeVar, Union, overload
+from typing import Any, Callable, Literal, Mapping, Optional, TypeVar, Union, overload
 
 from ._compat import slotted
-from .content import CONTENT_TYPES, Audio, EmbeddedResource, Image, ResourceLink, Text
-from .context import Context
+from .errors import LoopbackError
+from .content import CONTENT_TYPES, InputRequired, Audio, EmbeddedResource, Image, ResourceLink, Text
+from .context import Context, RequestContext
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
-from .resources import Completer, ListenerSet, page
+from .catalog import Entries, page
+from .resources import Completer
 from .schema import SchemaError, Signature, ToolArgumentError, check_value, compile_signature
 
-if TYPE_CHECKING:
-    from .protocol import RequestContext
 
 __all__ = ["HANDLERS", "Message", "Prompt", "PromptArgumentError", "PromptRegistry"]
 
@@ -36,7 +35,7 @@ Role = Literal["user", "assistant"]
 _ROLES = ("user", "assistant")
 
 
-class PromptArgumentError(ValueError):
+class PromptArgumentError(LoopbackError, ValueError):
     """The arguments of a ``prompts/get`` do not fit the prompt (missing, unknown or not strings)."""
 
 
@@ -146,10 +145,8 @@ class PromptRegistry:
     """A thread-safe, ordered set of prompts. Reads take no lock (copy-on-write snapshot)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._prompts: dict[str, Prompt] = {}
-        self._completers: dict[tuple[str, str], Completer] = {}
-        self._changed = ListenerSet[Callable[[], None]]("prompt-list")
+        self._prompts = Entries[str, Prompt]("prompt")
+        self._completers = Entries[tuple[str, str], Completer]("prompt-completer")
 
     def add(
         self,
@@ -203,11 +200,8 @@ class PromptRegistry:
             signature=signature,
             context_param=signature.context_param,
         )
-        with self._lock:
-            if prompt_name in self._prompts and not replace:
-                raise ValueError(f"a prompt named {prompt_name!r} is already registered")
-            self._prompts = {**self._prompts, prompt_name: prompt}  # swapped whole for lock-free readers
-        self._changed.fire()
+        self._prompts.add(prompt_name, prompt, replace=replace,
+                          taken=f"a prompt named {prompt_name!r} is already registered")
         return prompt
 
     @overload
@@ -233,12 +227,7 @@ class PromptRegistry:
 
     def remove(self, name: str) -> bool:
         """Unregister a prompt; True if it was there."""
-        with self._lock:
-            if name not in self._prompts:
-                return False
-            self._prompts = {k: v for k, v in self._prompts.items() if k != name}
-        self._changed.fire()
-        return True
+        return self._prompts.remove(name)
 
     def add_completer(self, prompt: str, argument: str, completer: Completer) -> None:
         """Give completion values for argument ``argument`` of prompt ``prompt``.
@@ -251,8 +240,7 @@ class PromptRegistry:
         registered = self._prompts.get(prompt)
         if registered is not None and argument not in [a["name"] for a in registered.arguments]:
             raise ValueError(f"prompt {prompt!r} has no argument {argument!r}")
-        with self._lock:
-            self._completers = {**self._completers, (prompt, argument): completer}
+        self._completers.add((prompt, argument), completer, replace=True)
 
     def completer(self, prompt: str, argument: str) -> Optional[Completer]:
         return self._completers.get((prompt, argument))
@@ -263,14 +251,14 @@ class PromptRegistry:
         Servers use this to send ``notifications/prompts/list_changed``. A listener
         must be quick and must not raise (errors are logged).
         """
-        return self._changed.add(listener)
+        return self._prompts.changed.add(listener)
 
     def get(self, name: str) -> Optional[Prompt]:
         return self._prompts.get(name)
 
     def prompts(self) -> list[Prompt]:
         """The registered prompts in registration order (a snapshot)."""
-        return list(self._prompts.values())
+        return self._prompts.values()
 
     def __len__(self) -> int:
         return len(self._prompts)
@@ -282,11 +270,11 @@ class PromptRegistry:
 # -- request handlers -----------------------------------------------------------------------------
 
 
-def _list(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
-    return page(ctx.registry.prompts.prompts(), params, ctx, "prompts")
+def _list(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
+    return page(ctx.registry.prompts.prompts(), params, ctx.settings.page_size, "prompts")
 
 
-def _get(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _get(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     name = params.get("name")
     if not isinstance(name, str):
         raise JsonRpcError(INVALID_PARAMS, "Invalid params: prompts/get needs a string 'name'")
@@ -295,16 +283,16 @@ def _get(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> d
         arguments = {}
     elif not isinstance(arguments, dict):
         raise JsonRpcError(INVALID_PARAMS, "Invalid params: 'arguments' must be an object")
-    prompt = ctx.registry.prompts.get(name)
+    registry: PromptRegistry = ctx.registry.prompts
+    prompt = registry.get(name)
     if prompt is None:
         raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {name}")
     try:
         value = prompt.call(arguments, ctx.context_for(name, request_id, params) if prompt.context_param else None)
-        from .revision_2026 import InputRequired  # at call time: it imports protocol, which imports us
-
         if isinstance(value, InputRequired):  # 2026-07-28: the client must answer first
             return value.to_result()
-        return prompt.result(value)
+        result: dict[str, Any] = prompt.result(value)
+        return result
     except PromptArgumentError as exc:
         raise JsonRpcError(INVALID_PARAMS, str(exc)) from None
     except Exception as exc:  # the host's function failed: say what, never with the traceback
@@ -313,7 +301,7 @@ def _get(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> d
         raise JsonRpcError(INTERNAL_ERROR, f"Prompt {name!r} failed: {type(exc).__name__}: {exc}") from None
 
 
-HANDLERS: dict[str, Callable[[Mapping[str, Any], "RequestContext", Any], dict[str, Any]]] = {
+HANDLERS: dict[str, Callable[[Mapping[str, Any], RequestContext, Any], dict[str, Any]]] = {
     "prompts/list": _list,
     "prompts/get": _get,
 }

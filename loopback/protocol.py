@@ -1,81 +1,64 @@
-"""MCP dispatch: pure functions from (decoded payload, request context) to a response.
+"""MCP dispatch: one dispatcher for both protocol eras, from a decoded payload to an answer.
 
-Owns: protocol version negotiation and the ``MCP-Protocol-Version`` header rules,
-batch policy per version, ``initialize`` (recording what the client declared) and
-the capabilities offered, ``ping``, notifications (cancellation), client responses
-(handed to the server request waiting for them),
-``logging/setLevel``, ``tools/list`` (cursor pagination, filtered by the caller's
-grant) and ``tools/call`` (building the tool's ``Context``).
-Must not know: sockets, threads, HTTP status codes or how bytes arrive; it never
-imports ``socket``, ``threading`` or ``http``.
+Owns: the method table (its own handlers — ``initialize``, ``ping``,
+``logging/setLevel``, ``tools/list``, ``tools/call``, ``server/discover`` — and those
+that ``resources``, ``prompts`` and ``completions`` export as ``HANDLERS``), which
+methods each era offers, the handshake era's version negotiation, header version
+rules and batch policy, notifications (cancellation), client responses (handed to the
+state that sent the request), the capabilities offered, and ``plan``: what the
+shell needs to know about a request before dispatching it (its era, whether it opens
+a session, may stream, or is cancelled by the client leaving) without knowing MCP
+methods. The 2026-07-28 era's own steps run before and after the same dispatch
+(``eras.before``/``eras.after``).
+Must not know: sockets, threads, HTTP framing or how bytes arrive. Errors that refuse
+a whole body are raised as ``JsonRpcError`` carrying their HTTP status.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from . import jsonrpc, revision_2026
-from ._compat import slotted
-from .auth import OWNER, Grant
-from .context import LOG_LEVELS, Context, Notify, SessionState, ToolHeaders
+from . import completions, eras, jsonrpc, prompts, resources
+from .catalog import page
+from .context import LOG_LEVELS, RequestContext
+from .eras import BATCH_VERSIONS, HEADERLESS_VERSION, LATEST_VERSION, SUPPORTED_VERSIONS
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError
-from .settings import Settings
-from .tools import Tool, ToolRegistry
+
+__all__ = ["SUPPORTED_VERSIONS", "LATEST_VERSION", "HEADERLESS_VERSION", "Plan", "RequestContext",
+           "handle_payload", "header_version", "negotiate_version", "plan"]
 
 _log = logging.getLogger("loopback")
 
-# Newest first. The first is what a client asking for an unknown version is offered.
-SUPPORTED_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
-LATEST_VERSION = SUPPORTED_VERSIONS[0]
-# Streamable HTTP: "If the server does not receive an MCP-Protocol-Version header ...
-# the server SHOULD assume protocol version 2025-03-26."
-HEADERLESS_VERSION = "2025-03-26"
-# JSON-RPC batches were added in 2025-03-26 and removed in 2025-06-18.
-BATCH_VERSIONS = frozenset({"2025-03-26"})
+Handler = Callable[[Mapping[str, Any], RequestContext, Any], Any]
+
+# Methods of the handshake era that 2026-07-28 removed: -32601 (HTTP 404) in that era.
+HANDSHAKE_ONLY = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
+MODERN_ONLY = frozenset({"server/discover"})
 
 
-@slotted
-@dataclass  # not frozen: a frozen dataclass's __init__ costs microseconds per request
-class RequestContext:
-    """What the transport knows about one HTTP request, as plain data."""
+class Plan:
+    """What the shell must know about a request before dispatch, decided once."""
 
-    registry: ToolRegistry
-    settings: Settings = field(default_factory=Settings)
-    protocol_version_header: Optional[str] = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    server_version: str = "0"
-    grant: Optional[Grant] = None  # None: authentication is off, the caller is the owner
-    session: SessionState = field(default_factory=SessionState)
-    session_id: Optional[str] = None
-    notify: Optional[Notify] = None  # sends a notification to the client; None: no stream open
-    close_stream: Optional[Callable[[], None]] = None  # ends the call's SSE response early (polling)
+    __slots__ = ("modern", "opens_session", "may_stream", "cancellable", "request_id")
 
-    def context_for(self, name: str, request_id: Any, params: Mapping[str, Any]) -> Context:
-        """The ``Context`` a function serving this request receives (a tool, or a prompt
-        declaring one: ``tool_name`` then holds the prompt's name)."""
-        meta = params.get("_meta")
-        return Context(
-            headers=ToolHeaders(self.headers, self.grant.headers if self.grant is not None else None),
-            scope=self.grant.scope if self.grant is not None else OWNER,
-            session_id=self.session_id,
-            request_id=request_id,
-            tool_name=name,
-            progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
-            notify=self.notify,
-            session=self.session,
-            request_timeout=self.settings.client_request_timeout,
-            close_stream=self.close_stream,
-        )
+    def __init__(self, modern: bool, opens_session: bool, may_stream: bool, cancellable: bool,
+                 request_id: Any) -> None:
+        self.modern = modern  # 2026-07-28: no session, per-request state
+        self.opens_session = opens_session  # an initialize: a session is made if it succeeds
+        self.may_stream = may_stream  # a call that may send messages before its answer (SSE)
+        self.cancellable = cancellable  # the client leaving cancels it (2026-07-28)
+        self.request_id = request_id
 
-    def can_use(self, tool: Tool) -> bool:
-        """Whether the caller's grant lets it see and call ``tool``."""
-        if self.grant is None:
-            return True
-        return self.grant.allows(tool.name, tool.owner_only)
+
+def plan(payload: Any, protocol_version_header: Optional[str]) -> Plan:
+    """The era and the shell's concerns of one decoded POST body."""
+    modern = eras.is_modern(payload, protocol_version_header)
+    method = payload.get("method") if isinstance(payload, dict) else None
+    request_id = payload.get("id") if isinstance(payload, dict) else None
+    has_id = request_id is not None
+    call = has_id and method == "tools/call"
+    return Plan(modern, not modern and has_id and method == "initialize", call, modern and call, request_id)
 
 
 def negotiate_version(requested: Any) -> str:
@@ -101,16 +84,25 @@ def _is_initialize(payload: Any) -> bool:
     return isinstance(payload, dict) and payload.get("method") == "initialize"
 
 
-def handle_payload(payload: Any, ctx: RequestContext) -> Any:
+def handle_payload(payload: Any, ctx: RequestContext, modern: Optional[bool] = None) -> Any:
     """Answer one decoded POST body: a response object, a list of them, or None.
 
     None means the body held only notifications and responses (HTTP 202).
-    Raises JsonRpcError for a body that cannot be answered message by message
-    (unsupported version header, a batch where the version has none, an empty
-    batch, a single invalid message); the transport answers those with HTTP 400.
+    ``modern`` is the era when the caller has decided it (``plan``). Raises
+    JsonRpcError, with its HTTP status, for a body that cannot be answered message by
+    message: in the handshake era an unsupported version header, a batch where the
+    version has none, an empty batch, a single invalid message (400); in 2026-07-28
+    every error answer (400, 404, or 200 for an internal error).
     """
-    if revision_2026.is_modern(payload, ctx.protocol_version_header):
-        return revision_2026.handle(payload, ctx)  # stateless: version and capabilities in _meta
+    if modern is None:
+        modern = eras.is_modern(payload, ctx.protocol_version_header)
+    if modern:
+        request_ctx = eras.before(payload, ctx)
+        if request_ctx is None:
+            return None
+        answer = _answer(payload, request_ctx, jsonrpc.REQUEST, True)
+        assert answer is not None
+        return eras.after(payload, answer, request_ctx)
     # initialize is where the version is chosen, so the header does not bind it.
     version = HEADERLESS_VERSION if _is_initialize(payload) else header_version(ctx.protocol_version_header)
     if isinstance(payload, list):
@@ -120,13 +112,14 @@ def handle_payload(payload: Any, ctx: RequestContext) -> Any:
             raise JsonRpcError(INVALID_REQUEST, "Invalid Request: empty batch")
         if any(_is_initialize(item) for item in payload):
             raise JsonRpcError(INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch")
-        answers = [answer for answer in (_answer(item, ctx) for item in payload) if answer is not None]
+        answers = [answer for answer in (_answer(item, ctx, None, False) for item in payload) if answer is not None]
         return answers or None
     kind = jsonrpc.classify(payload)  # a lone invalid message is a bad request as a whole
-    return _answer(payload, ctx, kind)
+    return _answer(payload, ctx, kind, False)
 
 
-def _answer(message: Any, ctx: RequestContext, kind: Optional[str] = None) -> Optional[dict[str, Any]]:
+def _answer(message: Any, ctx: RequestContext, kind: Optional[str], modern: bool) -> Optional[dict[str, Any]]:
+    """The dispatcher: one message of either era to its answer (None for what needs none)."""
     if kind is None:
         try:
             kind = jsonrpc.classify(message)
@@ -137,20 +130,24 @@ def _answer(message: Any, ctx: RequestContext, kind: Optional[str] = None) -> Op
             _cancelled(message.get("params"), ctx)
         return None  # notifications need no answer
     if kind != jsonrpc.REQUEST:
-        # A client's answer to one of our requests: wake the tool waiting for it.
+        # A client's answer to one of our requests: wake the tool waiting for it. The
+        # state is the caller's own, so only a request sent to this token is completed.
         if not ctx.session.resolve(message):
             _log.debug("dropped a response to no pending request (id %r)", message.get("id"))
         return None
+    method = message["method"]
     params = message.get("params") or {}
-    handler = _METHODS.get(message["method"])
+    handler = METHODS.get(method)
+    if method in (HANDSHAKE_ONLY if modern else MODERN_ONLY):
+        handler = None
     try:
         if handler is None:
-            raise JsonRpcError(METHOD_NOT_FOUND, f"Method not found: {message['method']}")
+            raise JsonRpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
         return jsonrpc.result(message["id"], handler(params, ctx, message["id"]))
     except JsonRpcError as exc:
         return jsonrpc.error(message["id"], exc)
     except Exception:  # a bug of ours: answer it, never with the traceback
-        _log.exception("internal error while handling %s", message["method"])
+        _log.exception("internal error while handling %s", method)
         return jsonrpc.error(message["id"], JsonRpcError(INTERNAL_ERROR, "Internal error"))
 
 
@@ -168,7 +165,7 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     session.protocol_version = version
     result: dict[str, Any] = {
         "protocolVersion": version,
-        "capabilities": _capabilities(ctx),
+        "capabilities": capabilities(),
         "serverInfo": {"name": ctx.settings.server_name, "version": ctx.server_version},
     }
     if ctx.settings.instructions:
@@ -176,8 +173,8 @@ def _initialize(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     return result
 
 
-def _capabilities(ctx: RequestContext) -> dict[str, Any]:
-    """What this server offers: answered at initialize (and by 2026-07-28 server/discover)."""
+def capabilities() -> dict[str, Any]:
+    """What this server offers (at initialize; ``server/discover`` in 2026-07-28 form)."""
     return {
         "tools": {"listChanged": True},
         "resources": {"subscribe": True, "listChanged": True},
@@ -187,32 +184,26 @@ def _capabilities(ctx: RequestContext) -> dict[str, Any]:
     }
 
 
+def _discover(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "supportedVersions": eras.supported_versions(),
+        "capabilities": eras.modern_capabilities(capabilities()),
+    }
+    if ctx.settings.instructions:
+        result["instructions"] = ctx.settings.instructions
+    return result
+
+
 def _ping(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     return {}
 
 
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode()
-
-
-def _decode_cursor(cursor: Any) -> int:
-    if not isinstance(cursor, str):
-        raise JsonRpcError(INVALID_PARAMS, "Invalid params: cursor must be a string")
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
-        if text[:1] == "o" and text[1:].isdigit():
-            return int(text[1:])
-    except (binascii.Error, UnicodeError, ValueError):
-        pass
-    raise JsonRpcError(INVALID_PARAMS, "Invalid params: unknown cursor")
-
-
 def _cancelled(params: Any, ctx: RequestContext) -> None:
-    # Only the caller that made a request can cancel it: the key includes its grant.
+    # Only the caller that made a request can cancel it: the state is the caller's own.
     if isinstance(params, dict) and "requestId" in params:
         request_id = params["requestId"]
         if isinstance(request_id, (str, int)) and not isinstance(request_id, bool):
-            ctx.session.cancel(ctx.grant, request_id)
+            ctx.session.cancel(request_id)
 
 
 def _set_level(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
@@ -224,15 +215,10 @@ def _set_level(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) 
 
 
 def _tools_list(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
-    start = _decode_cursor(params["cursor"]) if params.get("cursor") is not None else 0
     tools = ctx.registry.tools()
     if ctx.grant is not None and (not ctx.grant.is_owner or ctx.grant.tools is not None):
         tools = [tool for tool in tools if ctx.can_use(tool)]
-    end = start + ctx.settings.page_size
-    result: dict[str, Any] = {"tools": [tool.definition() for tool in tools[start:end]]}
-    if end < len(tools):
-        result["nextCursor"] = _encode_cursor(end)
-    return result
+    return page(tools, params, ctx.settings.page_size, "tools")
 
 
 def _tools_call(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
@@ -247,26 +233,30 @@ def _tools_call(params: Mapping[str, Any], ctx: RequestContext, request_id: Any)
     tool = ctx.registry.get(name)
     if tool is None or not ctx.can_use(tool):  # a hidden tool is indistinguishable from none
         raise JsonRpcError(INVALID_PARAMS, f"Unknown tool: {name}")
+    if ctx.session.modern:  # 2026-07-28: arguments mirrored into Mcp-Param-* headers must agree
+        mismatch = eras.check_param_headers(tool.input_schema, arguments, ctx.headers)
+        if mismatch is not None:
+            raise mismatch
     context = ctx.context_for(name, request_id, params)
-    key = (ctx.grant, request_id)
-    ctx.session.in_flight[key] = context
+    in_flight = ctx.session.in_flight
+    in_flight[request_id] = context
     try:
-        return tool.call(arguments, context, before_call=ctx.registry.before_call_hook,
-                         timeout=ctx.settings.tool_timeout)
+        result: dict[str, Any] = tool.call(arguments, context, before_call=ctx.registry.before_call_hook,
+                                           runner=ctx.runner)
+        return result
     finally:
-        if ctx.session.in_flight.get(key) is context:
-            del ctx.session.in_flight[key]
+        if in_flight.get(request_id) is context:
+            del in_flight[request_id]
 
 
-_METHODS = {
+METHODS: dict[str, Handler] = {
     "initialize": _initialize,
     "ping": _ping,
+    "server/discover": _discover,
     "tools/list": _tools_list,
     "tools/call": _tools_call,
     "logging/setLevel": _set_level,
+    **resources.HANDLERS,
+    **prompts.HANDLERS,
+    **completions.HANDLERS,
 }
-
-# Resources, prompts and completion keep their handlers in their own modules.
-from . import completions, prompts, resources  # noqa: E402  (they import nothing from here at load time)
-
-_METHODS.update({**resources.HANDLERS, **prompts.HANDLERS, **completions.HANDLERS})

@@ -5,7 +5,6 @@ RFC 6570 level-1 ``{var}`` URIs, completers for template variables, change and
 update listeners), turning what a resource function returns into MCP 2025-11-25
 resource contents, and the ``resources/*`` request handlers (list, templates/list,
 read, subscribe, unsubscribe), registered by ``protocol`` from ``HANDLERS``.
-Also the small listener set the prompt registry shares.
 Must not know: HTTP, sockets, sessions beyond ``ctx.session.subscriptions``, or how
 notifications reach clients (servers subscribe with ``on_change``/``on_updated``).
 """
@@ -16,32 +15,28 @@ import base64
 import inspect
 import logging
 import re
-import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 from urllib.parse import unquote
 
+from .catalog import Entries, ListenerSet, page
 from .content import Audio, EmbeddedResource, Image, Text
+from .context import RequestContext
 from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonRpcError
 
-if TYPE_CHECKING:
-    from .protocol import RequestContext
 
 __all__ = [
     "HANDLERS",
     "RESOURCE_NOT_FOUND",
     "Completer",
-    "ListenerSet",
     "Resource",
     "ResourceRegistry",
     "ResourceTemplate",
-    "page",
 ]
 
 _log = logging.getLogger("loopback")
 
 F = TypeVar("F", bound=Callable[..., Any])
-L = TypeVar("L", bound=Callable[..., None])
 
 # MCP 2025-11-25 resources "Error Handling"; the 2026-07-28 era spells it -32602.
 RESOURCE_NOT_FOUND = -32002
@@ -56,34 +51,6 @@ _EXPRESSION_RE = re.compile(r"\{([^{}]*)\}")
 _OPERATORS = "+#./;?&=,!@|"
 _TEXT_MIME = "text/plain"
 _BINARY_MIME = "application/octet-stream"
-
-
-class ListenerSet(Generic[L]):
-    """Listeners of one registry event, copy-on-write so firing takes no lock."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._lock = threading.Lock()
-        self._listeners: tuple[L, ...] = ()
-
-    def add(self, listener: L) -> Callable[[], None]:
-        if not callable(listener):
-            raise TypeError("a listener must be callable")
-        with self._lock:
-            self._listeners = (*self._listeners, listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._listeners = tuple(l for l in self._listeners if l is not listener)
-
-        return unsubscribe
-
-    def fire(self, *args: Any) -> None:
-        for listener in self._listeners:
-            try:
-                listener(*args)
-            except Exception:  # one broken listener must not stop the others or the caller
-                _log.exception("%s listener failed", self._what)
 
 
 def _check_uri(uri: object, what: str) -> str:
@@ -247,11 +214,9 @@ class ResourceRegistry:
     """A thread-safe, ordered set of resources and resource templates. Reads take no lock."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._resources: dict[str, Resource] = {}
-        self._templates: dict[str, ResourceTemplate] = {}
-        self._completers: dict[tuple[str, str], Completer] = {}
-        self._changed = ListenerSet[Callable[[], None]]("resource-list")
+        # Resources and templates share one URI space, so one map holds both.
+        self._entries = Entries[str, Union[Resource, ResourceTemplate]]("resource")
+        self._completers = Entries[tuple[str, str], Completer]("resource-completer")
         self._updated = ListenerSet[Callable[[str], None]]("resource-update")
 
     def add(
@@ -294,15 +259,7 @@ class ResourceRegistry:
         else:
             _check_parameters(func, (), f"resource {uri!r}")
             entry = Resource(uri, resource_name, func, title, description, mime_type)
-        with self._lock:
-            if (uri in self._resources or uri in self._templates) and not replace:
-                raise ValueError(f"a resource with URI {uri!r} is already registered")
-            # Swapped whole: readers never see a dict being changed.
-            if isinstance(entry, ResourceTemplate):
-                self._templates = {**self._templates, uri: entry}
-            else:
-                self._resources = {**self._resources, uri: entry}
-        self._changed.fire()
+        self._entries.add(uri, entry, replace=replace, taken=f"a resource with URI {uri!r} is already registered")
         return entry
 
     def resource(self, uri: str, **options: Any) -> Callable[[F], F]:
@@ -319,15 +276,7 @@ class ResourceRegistry:
 
     def remove(self, uri: str) -> bool:
         """Unregister the resource or template registered at ``uri``; True if it was there."""
-        with self._lock:
-            if uri in self._resources:
-                self._resources = {k: v for k, v in self._resources.items() if k != uri}
-            elif uri in self._templates:
-                self._templates = {k: v for k, v in self._templates.items() if k != uri}
-            else:
-                return False
-        self._changed.fire()
-        return True
+        return self._entries.remove(uri)
 
     def add_completer(self, template: str, argument: str, completer: Completer) -> None:
         """Give completion values for variable ``argument`` of the template ``template``.
@@ -337,12 +286,11 @@ class ResourceRegistry:
         """
         if not callable(completer):
             raise TypeError("a completer must be callable")
-        registered = self._templates.get(template)
-        if registered is not None and argument not in registered.variables:
+        registered = self._entries.get(template)
+        if isinstance(registered, ResourceTemplate) and argument not in registered.variables:
             raise ValueError(f"resource template {template!r} has no variable {argument!r}"
                              f" (it has: {', '.join(registered.variables) or 'none'})")
-        with self._lock:
-            self._completers = {**self._completers, (template, argument): completer}
+        self._completers.add((template, argument), completer, replace=True)
 
     def completer(self, template: str, argument: str) -> Optional[Completer]:
         return self._completers.get((template, argument))
@@ -353,7 +301,7 @@ class ResourceRegistry:
         Servers use this to send ``notifications/resources/list_changed``. A listener
         must be quick and must not raise (errors are logged).
         """
-        return self._changed.add(listener)
+        return self._entries.changed.add(listener)
 
     def on_updated(self, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener(uri)`` on every ``notify_updated(uri)``; returns a function that unsubscribes."""
@@ -367,22 +315,23 @@ class ResourceRegistry:
 
     def get(self, uri: str) -> Optional[Union[Resource, ResourceTemplate]]:
         """The resource or template registered at exactly ``uri``."""
-        return self._resources.get(uri) or self._templates.get(uri)
+        return self._entries.get(uri)
 
     def resources(self) -> list[Resource]:
         """The static resources in registration order (a snapshot)."""
-        return list(self._resources.values())
+        return [entry for entry in self._entries.values() if isinstance(entry, Resource)]
 
     def templates(self) -> list[ResourceTemplate]:
         """The resource templates in registration order (a snapshot)."""
-        return list(self._templates.values())
+        return [entry for entry in self._entries.values() if isinstance(entry, ResourceTemplate)]
 
     def find(self, uri: str) -> Optional[Union[Resource, ResourceTemplate]]:
         """What serves ``uri``: the static resource with that URI, else the first template matching it."""
-        resource = self._resources.get(uri)
+        found = self._entries.get(uri)
+        resource = found if isinstance(found, Resource) else None
         if resource is not None:
             return resource
-        for template in self._templates.values():
+        for template in self.templates():
             if template.match(uri) is not None:
                 return template
         return None
@@ -394,26 +343,13 @@ class ResourceRegistry:
         return None if entry is None else entry.read(uri)
 
     def __len__(self) -> int:
-        return len(self._resources) + len(self._templates)
+        return len(self._entries)
 
     def __contains__(self, uri: object) -> bool:
-        return uri in self._resources or uri in self._templates
+        return uri in self._entries
 
 
 # -- request handlers -----------------------------------------------------------------------------
-
-
-def page(items: list[Any], params: Mapping[str, Any], ctx: "RequestContext", key: str) -> dict[str, Any]:
-    """One page of a ``*/list`` result: ``{key: [...]}`` plus ``nextCursor`` when more follow,
-    with the cursor format and page size of ``tools/list``."""
-    from .protocol import _decode_cursor, _encode_cursor  # at call time: protocol imports this module
-
-    start = _decode_cursor(params["cursor"]) if params.get("cursor") is not None else 0
-    end = start + ctx.settings.page_size
-    result: dict[str, Any] = {key: [item.definition() for item in items[start:end]]}
-    if end < len(items):
-        result["nextCursor"] = _encode_cursor(end)
-    return result
 
 
 def _uri_param(params: Mapping[str, Any], method: str) -> str:
@@ -423,15 +359,15 @@ def _uri_param(params: Mapping[str, Any], method: str) -> str:
     return uri
 
 
-def _list(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
-    return page(ctx.registry.resources.resources(), params, ctx, "resources")
+def _list(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
+    return page(ctx.registry.resources.resources(), params, ctx.settings.page_size, "resources")
 
 
-def _templates_list(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
-    return page(ctx.registry.resources.templates(), params, ctx, "resourceTemplates")
+def _templates_list(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
+    return page(ctx.registry.resources.templates(), params, ctx.settings.page_size, "resourceTemplates")
 
 
-def _read_handler(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _read_handler(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     uri = _uri_param(params, "resources/read")
     try:
         contents = ctx.registry.resources.read(uri)
@@ -445,18 +381,18 @@ def _read_handler(params: Mapping[str, Any], ctx: "RequestContext", request_id: 
     return {"contents": contents}
 
 
-def _subscribe(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _subscribe(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     # Any URI may be watched, also one that a template serves or that appears later.
     ctx.session.subscriptions.add(_uri_param(params, "resources/subscribe"))
     return {}
 
 
-def _unsubscribe(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
+def _unsubscribe(params: Mapping[str, Any], ctx: RequestContext, request_id: Any) -> dict[str, Any]:
     ctx.session.subscriptions.discard(_uri_param(params, "resources/unsubscribe"))
     return {}
 
 
-HANDLERS: dict[str, Callable[[Mapping[str, Any], "RequestContext", Any], dict[str, Any]]] = {
+HANDLERS: dict[str, Callable[[Mapping[str, Any], RequestContext, Any], dict[str, Any]]] = {
     "resources/list": _list,
     "resources/templates/list": _templates_list,
     "resources/read": _read_handler,

@@ -4,7 +4,8 @@ Owns: turning a function's parameters, type hints and docstring into a tool's in
 schema, description and output schema (JSON Schema 2020-12, everything inlined, no
 ``$ref``); checking JSON values against a schema, generated or hand-written; turning
 checked JSON arguments into the Python values the annotations ask for (enum members,
-dataclass instances, tuples, sets) and return values back into JSON data.
+dataclass instances, tuples, sets) and return values back into JSON data
+(``to_jsonable``: the one converter every result goes through).
 Must not know: HTTP, sockets, threads, MCP JSON-RPC.
 """
 
@@ -14,12 +15,14 @@ import dataclasses
 import enum
 import inspect
 import json
+import math
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Optional
 
 from ._compat import UNION_ORIGINS, get_type_hints, is_qualifier
+from .errors import LoopbackError
 
 __all__ = [
     "Output",
@@ -32,11 +35,11 @@ __all__ = [
 ]
 
 
-class ToolArgumentError(ValueError):
+class ToolArgumentError(LoopbackError, ValueError):
     """Arguments that do not match a tool's input schema; the message says what to fix."""
 
 
-class SchemaError(TypeError):
+class SchemaError(LoopbackError, TypeError):
     """A signature that JSON Schema cannot describe, or a schema this module cannot use.
 
     Raised at registration; the message names the tool and the parameter.
@@ -794,7 +797,15 @@ def _check(value: Any, schema: Any, path: str, root: Any) -> Any:
     return value
 
 
+def _not_finite(path: str) -> ToolArgumentError:
+    # JSON has no infinity or NaN: 1e400 parses as a float infinity, which no tool can be
+    # handed as a number and no answer could carry back.
+    return ToolArgumentError(f"{path} must be a finite number (JSON numbers such as 1e400 overflow to infinity)")
+
+
 def _check_type(value: Any, declared: Any, path: str) -> Any:
+    if type(value) is float and not math.isfinite(value):
+        raise _not_finite(path)
     json_types = (declared,) if isinstance(declared, str) else declared
     if _json_types_of(value).isdisjoint(json_types):
         raise ToolArgumentError(f"{path} must be of type {' or '.join(json_types)}, got {_describe(value)}")
@@ -903,6 +914,8 @@ def _check_string(value: str, schema: Mapping[str, Any], path: str) -> None:
 
 
 def _check_number(value: float, schema: Mapping[str, Any], path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _not_finite(path)
     minimum, maximum = schema.get("minimum"), schema.get("maximum")
     above, below = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
     if isinstance(above, bool):  # draft 4: a flag that makes "minimum" exclusive
@@ -1012,32 +1025,49 @@ _JSON_SCALAR_TYPES = frozenset({str, int, float, bool, _NONE_TYPE})
 
 
 def to_jsonable(value: Any) -> Any:
-    """``value`` as JSON data: what the schemas above describe, the way back.
+    """``value`` as JSON data: what the schemas above describe, the way back. The one
+    converter every result goes through.
 
     Dataclass instances become objects (every field), Enum members their value,
-    tuples lists, sets lists (sorted when their items can be), dicts and lists are
-    converted throughout. Raises TypeError for anything else.
+    tuples lists, sets lists (sorted when their items can be), mappings and lists are
+    converted throughout. Raises TypeError for anything else, ValueError for a cycle.
     """
+    if type(value) in _JSON_SCALAR_TYPES:
+        return value
+    return _jsonable(value, set())
+
+
+def _jsonable(value: Any, open_containers: set[int]) -> Any:
     kind = type(value)
     if kind in _JSON_SCALAR_TYPES:
         return value
     if isinstance(value, enum.Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, dict):
-        return {_jsonable_key(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, (set, frozenset)):
-        items = [to_jsonable(item) for item in value]
-        try:
-            return sorted(items)  # a stable order for the same set
-        except TypeError:  # items of mixed types
-            return items
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return _jsonable(value.value, open_containers)
     if isinstance(value, (str, int, float)):  # subclasses of the JSON scalars
         return value
-    raise TypeError(f"a value of type {kind.__qualname__} cannot be sent as JSON")
+    is_dataclass = dataclasses.is_dataclass(value) and not isinstance(value, type)
+    if not (is_dataclass or isinstance(value, (Mapping, list, tuple, set, frozenset))):
+        raise TypeError(f"a value of type {kind.__qualname__} cannot be sent as JSON")
+    marker = id(value)
+    if marker in open_containers:
+        raise ValueError("Circular reference detected")
+    open_containers.add(marker)
+    # Scalars are tested inline below: a call per item would double the cost of a flat dict.
+    try:
+        if is_dataclass:
+            return {f.name: _jsonable(getattr(value, f.name), open_containers) for f in dataclasses.fields(value)}
+        if isinstance(value, Mapping):
+            return {_jsonable_key(k): v if type(v) in _JSON_SCALAR_TYPES else _jsonable(v, open_containers)
+                    for k, v in value.items()}
+        items = [item if type(item) in _JSON_SCALAR_TYPES else _jsonable(item, open_containers) for item in value]
+        if isinstance(value, (set, frozenset)):
+            try:
+                return sorted(items)  # a stable order for the same set
+            except TypeError:  # items of mixed types
+                return items
+        return items
+    finally:
+        open_containers.discard(marker)
 
 
 def _jsonable_key(key: Any) -> Any:

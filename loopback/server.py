@@ -1,9 +1,11 @@
 """LoopbackServer: one MCP endpoint bound to a loopback address and served from a daemon thread.
 
-Owns: binding (with the pinned-port fallback), the serving thread, the set of open
-connections, and an orderly close that leaves no thread or socket behind.
+Owns: binding (with the pinned-port fallback and the listen backlog), the accept loop
+(the connection cap, resting on EMFILE, ending grants whose TTL ran out on time), the
+set of open connections, the tokens of the server, and an orderly close that leaves no
+thread or socket behind and still delivers the answers of calls that are running.
 Must not know: process-wide state (``lifecycle`` keeps the singleton and the active
-runtime) or what requests mean (``transport`` and ``protocol``).
+runtime) or what requests mean (``connection`` serves them, ``protocol`` answers them).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .auth import OWNER, Grant, TokenStore
-from .context import SessionState
-from .sessions import SessionTable
+from .errors import LoopbackError, PortInUseError, StartError
+from . import http11
+from .admission import MCP_PATH, is_loopback_host
+from .connection import Connection, Endpoint
 from .settings import Settings
 from .tools import ToolRegistry
-from .transport import MCP_PATH, McpRequestHandler, is_loopback_host
 
 _log = logging.getLogger("loopback")
 
@@ -32,21 +35,6 @@ _log = logging.getLogger("loopback")
 # How long close() waits once more after cutting off the stragglers' sockets.
 _WRITE_SHUTDOWN_GRACE = 0.5
 
-class LoopbackError(Exception):
-    """Base class of the errors this package raises."""
-
-
-class StartError(LoopbackError):
-    """The server could not start."""
-
-
-class PortInUseError(StartError):
-    """The requested port is taken by another socket."""
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(f"cannot listen on {host}:{port}: the port is already in use")
-        self.host = host
-        self.port = port
 
 
 @dataclass(frozen=True)
@@ -77,40 +65,69 @@ def _package_version() -> str:
     return __version__
 
 
+def _file_limit() -> Optional[int]:
+    """The process's soft limit on open descriptors, where the platform has one."""
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _kernel_backlog() -> int:
+    """As many pending connections as the kernel queues (Linux: net.core.somaxconn)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn", "rb") as f:
+            return max(int(f.read().strip()), socket.SOMAXCONN)
+    except (OSError, ValueError):
+        return max(socket.SOMAXCONN, 4096)
+
+
+# Accept errors that mean "no descriptor or buffer for a new connection right now":
+# accepting again at once would spin, so the listening socket rests for a moment.
+_ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_ACCEPT_PAUSE = 0.1
+# Descriptors kept free for what is not a connection (files, pipes, the selectors).
+_RESERVED_DESCRIPTORS = 32
+
+
 class _HTTPServer(socketserver.ThreadingTCPServer):
     """A thread-per-connection TCP server (what ``http.server.ThreadingHTTPServer`` is,
-    without importing ``http.server``) that knows its connections, so close() can end them."""
+    without importing ``http.server``) that knows its connections, so close() can end
+    them, and caps how many it serves at once."""
 
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128  # the default 5 drops bursts of new connections
 
     def __init__(self, address: tuple[str, int], family: int, *, registry: ToolRegistry,
                  settings: Settings, tokens: Optional[TokenStore],
                  on_bind: Optional[Callable[[socket.socket], None]] = None) -> None:
         self.address_family = family
+        self.request_queue_size = settings.listen_backlog or _kernel_backlog()
         self._on_bind = on_bind
         self.selector: Optional[selectors.BaseSelector] = None
-        self.registry = registry
         self.settings = settings
         self.tokens = tokens
-        self.session = SessionState()  # stateless mode and 2026-07-28 requests share this one
-        self.sessions = SessionTable(settings)
-        self.package_version = _package_version()
-        self.closing = False
-        self.extra_hosts: frozenset[str] = frozenset()
+        limit = _file_limit()
+        self.max_connections = settings.max_connections if limit is None else max(
+            1, min(settings.max_connections, (limit - _RESERVED_DESCRIPTORS) // 2))
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._connections_lock = threading.Lock()
-        # Sockets a response is being written to right now (see end_connections).
-        self.writing: set[socket.socket] = set()
-        self.date_cache: tuple[int, str] = (-1, "")  # (second, Date header) for responses
+        self._accept_paused_until = 0.0
         self._wake_reader, self._wake_writer = socket.socketpair()
         try:
-            super().__init__(address, McpRequestHandler)
+            super().__init__(address, Connection)
         except BaseException:
             self._wake_reader.close()
             self._wake_writer.close()
             raise
+        self.endpoint = Endpoint(port=self.server_port, settings=settings, registry=registry, tokens=tokens,
+                                 version=_package_version())
+
+    @property
+    def closing(self) -> bool:
+        return self.endpoint.closing
 
     def server_bind(self) -> None:
         # Unlike HTTPServer.server_bind, no socket.getfqdn(host): a reverse DNS lookup
@@ -122,22 +139,64 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
         self.server_name, self.server_port = str(host), int(port)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """Accept connections until stop(); woken at once by the stop pipe, not by polling."""
+        """Accept connections until stop(); woken at once by the stop pipe, not by polling.
+
+        Also ends grants whose TTL has run out, on time (their sessions and streams end
+        with them), and rests the listening socket briefly when the process has no
+        descriptor for a new connection, instead of spinning on EMFILE.
+        """
+        endpoint = self.endpoint
         with selectors.DefaultSelector() as selector:
             self.selector = selector  # known to a forked child, which closes its copy
             selector.register(self, selectors.EVENT_READ)
             selector.register(self._wake_reader, selectors.EVENT_READ)
-            while not self.closing:
-                for key, _ in selector.select():
-                    if key.fileobj is self and not self.closing:
+            listening = True
+            while not endpoint.closing:
+                now = time.monotonic()
+                timeout: Optional[float] = None
+                if self._accept_paused_until:
+                    if now >= self._accept_paused_until:
+                        self._accept_paused_until = 0.0
+                        selector.register(self, selectors.EVENT_READ)
+                        listening = True
+                    else:
+                        timeout = self._accept_paused_until - now
+                        if listening:
+                            selector.unregister(self)
+                            listening = False
+                expiry = self.tokens.next_expiry() if self.tokens is not None else None
+                if expiry is not None:
+                    timeout = max(0.0, min(timeout if timeout is not None else expiry - now, expiry - now))
+                for key, _ in selector.select(timeout):
+                    if key.fileobj is self and not endpoint.closing and not self._accept_paused_until:
                         # socketserver's own accept-verify-process step (private, but the
                         # one serve_forever itself runs).
                         self._handle_request_noblock()  # type: ignore[attr-defined]
-                self.service_actions()
+                    elif key.fileobj is self._wake_reader:
+                        try:
+                            self._wake_reader.recv(64)
+                        except OSError:
+                            pass
+                if self.tokens is not None and expiry is not None and time.monotonic() >= expiry:
+                    self.tokens.sweep()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in _ACCEPT_RESOURCE_ERRORS:
+                if not self._accept_paused_until:
+                    _log.warning("cannot accept a connection (%s); pausing accepts", exc.strerror)
+                self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE
+            raise
 
     def stop(self) -> None:
         """Make serve_forever return promptly (the caller joins its thread)."""
-        self.closing = True
+        self.endpoint.closing = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the accept loop look again at what it waits for (closing, a grant's expiry)."""
         try:
             self._wake_writer.send(b"\0")
         except OSError:
@@ -147,6 +206,32 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
         super().server_close()
         self._wake_reader.close()
         self._wake_writer.close()
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Within the connection cap: make room by closing the longest idle keep-alive
+        connection, else refuse the new one with 503 (on this thread: one small send)."""
+        with self._connections_lock:
+            full = len(self._connections) >= self.max_connections
+        if not full:
+            return True
+        idle = self.endpoint.idle
+        oldest = min(list(idle.items()), key=lambda item: item[1], default=None)
+        if oldest is not None:
+            try:
+                oldest[0].shutdown(socket.SHUT_RDWR)  # its thread sees end of file and ends
+            except OSError:
+                pass
+            idle.pop(oldest[0], None)
+            return True
+        try:
+            request.settimeout(0.5)
+            body = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Service Unavailable: too many connections"}}'
+            request.sendall(http11.response_head(503, ["Content-Type: application/json", "Retry-After: 1"],
+                                                 length=len(body), close=True) + body)
+        except OSError:
+            pass
+        _log.warning("connection refused: %d connections are open (max_connections)", self.max_connections)
+        return False
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Registered here, on the accepting thread, before the connection's thread
@@ -172,17 +257,12 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
                 self._connections.pop(request, None)
 
     def broadcast(self, method: str, params: Optional[dict[str, Any]] = None, *, uri: Optional[str] = None) -> int:
-        """Send a notification on every session's standalone stream (only the sessions
-        subscribed to ``uri`` when given); returns how many took it."""
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        sent = 0
-        for session in self.sessions.sessions():
-            if uri is not None and uri not in session.state.subscriptions:
-                continue
-            sent += session.notify(message)
-        return sent
+        """Send a notification on every session's standalone stream; see ``Endpoint.broadcast``."""
+        return self.endpoint.broadcast(method, params, uri=uri)
+
+    @property
+    def sessions(self) -> Any:
+        return self.endpoint.sessions
 
     def is_connection_thread(self, thread: threading.Thread) -> bool:
         with self._connections_lock:
@@ -220,7 +300,8 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
         # Past the grace period, a thread blocked writing to a client that stopped
         # reading gets EPIPE now rather than at idle_timeout. One still running a tool
         # is left alone: its caller gets the answer when the tool returns.
-        blocked = [(s, t) for s, t in stragglers if s in self.writing]
+        writing = self.endpoint.writing
+        blocked = [(s, t) for s, t in stragglers if s in writing]
         for sock, _ in blocked:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -261,7 +342,6 @@ class LoopbackServer:
         registry: Optional[ToolRegistry] = None,
         settings: Optional[Settings] = None,
         token: Optional[str] = None,
-        require_auth: bool = True,
         _on_bind: Optional[Callable[[socket.socket], None]] = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
@@ -271,7 +351,7 @@ class LoopbackServer:
             if not self.settings.allow_non_loopback:
                 raise ValueError(f"refusing to bind non-loopback host {host!r} (set allow_non_loopback=True to force)")
             _log.warning("binding non-loopback host %s: the server is reachable from other machines", host)
-        require_auth = require_auth and self.settings.auth
+        require_auth = self.settings.auth
         if not require_auth:
             _log.warning("authentication is switched off: any local process can call the tools")
         self.registry = registry if registry is not None else ToolRegistry()
@@ -284,7 +364,7 @@ class LoopbackServer:
                 on_bind=_on_bind),
         )
         if not is_loopback_host(host):
-            self._httpd.extra_hosts = frozenset({host.lower().strip("[]"), host.lower()})
+            self._httpd.endpoint.extra_hosts = frozenset({host.lower().strip("[]"), host.lower()})
         self.host = host
         self.port: int = self._httpd.server_address[1]
         self._thread: Optional[threading.Thread] = None
@@ -320,17 +400,22 @@ class LoopbackServer:
         headers: Optional[Mapping[str, str]] = None,
         tools: Optional[Iterable[str]] = None,
         ttl: Optional[float] = None,
+        label: Optional[str] = None,
     ) -> Grant:
         """Mint an extra bearer token for this server and return its grant.
 
         ``scope``: "owner" sees every tool, any other scope not the ``owner_only`` ones.
         ``headers`` are bound to the token (tools see them in ``Context.headers``
         whatever the request claims), ``tools`` limits it to those names, ``ttl``
-        expires it after that many seconds. ``revoke_token`` ends it sooner.
+        expires it after that many seconds. ``revoke_token`` ends it sooner. ``label``
+        names who holds it (shown in ``runtime().grants``).
         """
         if self.tokens is None:
             raise LoopbackError("authentication is off on this server: it has no tokens to issue")
-        return self.tokens.issue(scope, headers=headers, tools=tools, ttl=ttl)
+        grant = self.tokens.issue(scope, headers=headers, tools=tools, ttl=ttl, label=label)
+        if ttl is not None:
+            self._httpd.wake()  # the accept loop ends grants on time: it must know this deadline
+        return grant
 
     def revoke_token(self, token: str) -> bool:
         """Stop accepting ``token``; True if it was live. Requests already running finish."""
@@ -349,10 +434,12 @@ class LoopbackServer:
         )
         try:
             self._thread.start()
-        except RuntimeError as exc:  # 3.12+ at interpreter exit: "can't create new thread at interpreter shutdown"
-            self._thread = None  # never ran: close() has nothing to join
-            self.close()
+        except RuntimeError as exc:  # 3.12 at interpreter exit: "can't create new thread at interpreter shutdown"
+            self._thread = None  # never ran: close() must not join it (the caller closes the server)
             raise StartError(f"cannot start the server thread: {exc}") from None
+        except BaseException:
+            self._thread = None
+            raise
         _log.info("MCP loopback server listening on %s", self.url)
         return self
 
@@ -405,11 +492,15 @@ class LoopbackServer:
             self._httpd.server_close()
             for unsubscribe in self._unsubscribe:
                 unsubscribe()
-            # Ends every event stream and fails the requests tools wait on, so that
-            # stream threads and waiting tools return before the connections are joined.
-            self._httpd.sessions.close()
-            self._httpd.session.end("the server closed", cancel=False)
+            # Ends every GET stream and fails the requests tools wait on, so that stream
+            # threads and waiting tools return before the connections are joined; the
+            # streams of calls still running stay open until they answer.
+            endpoint = self._httpd.endpoint
+            endpoint.sessions.close()
+            for state in endpoint.states():
+                state.end("the server closed", cancel=False)
             self._httpd.end_connections(self.settings.close_timeout)
+            endpoint.watcher.close()
             self._closed.set()
         finally:
             self._close_lock.release()
@@ -423,7 +514,7 @@ class LoopbackServer:
     def _abandon_after_fork(self) -> None:
         """In a forked child: drop the inherited sockets without touching the parent's server."""
         self._closed.set()
-        self._httpd.closing = True
+        self._httpd.endpoint.closing = True
         httpd = self._httpd
         for sock in [httpd.socket, httpd._wake_reader, httpd._wake_writer, *list(httpd._connections)]:
             try:

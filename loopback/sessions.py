@@ -1,13 +1,14 @@
 """Sessions and event streams of the Streamable HTTP transport.
 
-Owns: the session table (``Mcp-Session-Id`` values, the grant each is bound to,
-least-recently-used and idle expiry within ``Settings.max_sessions`` and
-``Settings.session_idle_timeout``), each session's event streams (the standalone
-GET stream and the streams of POST requests that switched to SSE), the SSE framing
-(event ids, the priming event, ``retry``, keep-alive comments) and the bounded
-per-stream history that ``Last-Event-ID`` replays.
-Must not know: sockets or HTTP requests (the transport hands each stream a *sink*,
-a callable that delivers bytes or reports it cannot), or what MCP messages mean.
+Owns: the session table (``Mcp-Session-Id`` values, the grant each is bound to and
+its ``ClientState``; limits counted per grant and in total — ``max_sessions_per_grant``,
+``max_sessions`` — where room is only ever made by ending an idle session of the same
+grant; idle expiry; ending every session of a revoked grant), each session's event
+streams (the standalone GET stream and the streams of POST requests that switched to
+SSE), the SSE framing (event ids, the priming event, ``retry``, keep-alive comments)
+and the bounded per-stream history that ``Last-Event-ID`` replays.
+Must not know: sockets or HTTP requests (the shell hands each stream a *sink*, a
+callable that delivers bytes or reports it cannot), or what MCP messages mean.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from collections import OrderedDict, deque
 from typing import Any, Callable, Optional
 
 from . import jsonrpc
-from .context import SessionState
+from .context import ClientState
+from .errors import HttpError
+from .settings import Settings
 
 # A sink delivers one framed event (bytes) to a client, or ends its response when
 # given None; it returns False when it cannot deliver (the client went away).
@@ -153,10 +156,10 @@ class EventStream:
 class Session:
     """One MCP session: its id, the grant that opened it and its state and streams."""
 
-    def __init__(self, session_id: str, principal: object, settings: Any) -> None:
+    def __init__(self, session_id: str, principal: Any, settings: Settings) -> None:
         self.id = session_id
         self.principal = principal  # the Grant that initialized it (None: auth is off)
-        self.state = SessionState()
+        self.state = ClientState(principal)
         self.last_used = time.monotonic()
         self.ended = False
         self._settings = settings
@@ -218,13 +221,26 @@ class Session:
         stream = self.standalone
         return stream is not None and stream.send(message)
 
-    def end(self, *, cancel: bool = True) -> None:
+    @property
+    def busy(self) -> bool:
+        """A call in flight or a stream a client reads: never ended to make room."""
+        if self.state.in_flight:
+            return True
+        with self._lock:
+            return any(stream.attached for stream in self._streams.values())
+
+    def end(self, *, cancel: bool = True, keep_calls: bool = False) -> None:
         """End the session: its streams end, waiting requests fail, calls are cancelled
-        (``cancel``; not when the server closes, whose calls still get their answers)."""
+        (``cancel``; not when the server closes, whose calls still get their answers).
+
+        ``keep_calls`` (the server closing): the streams of calls still running stay
+        open, so their results still reach the client; each ends with its answer.
+        """
         self.ended = True
         with self._lock:
-            streams = list(self._streams.values())
-            self._streams.clear()
+            streams = [s for s in self._streams.values() if not (keep_calls and not s.standalone and not s.finished)]
+            for stream in streams:
+                self._streams.pop(stream.id, None)
             self.standalone = None
         for stream in streams:
             stream.end()
@@ -232,9 +248,9 @@ class Session:
 
 
 class SessionTable:
-    """The live sessions of one server, bounded in number and idle time."""
+    """The live sessions of one server, bounded per grant and in total, and in idle time."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._sessions: "OrderedDict[str, Session]" = OrderedDict()
         self._lock = threading.Lock()
@@ -242,19 +258,30 @@ class SessionTable:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, principal: object) -> Session:
+    def create(self, principal: Any) -> Session:
         """A new session, not yet registered (``add`` it once ``initialize`` succeeded)."""
         return Session(secrets.token_urlsafe(24), principal, self._settings)
 
     def add(self, session: Session) -> None:
+        """Register a session; HttpError(503) when its grant has no room and no idle session to end."""
         evicted: list[Session] = []
-        with self._lock:
-            evicted.extend(self._expired_locked())
-            self._sessions[session.id] = session
-            while len(self._sessions) > self._settings.max_sessions:
-                evicted.append(self._sessions.popitem(last=False)[1])
-        for old in evicted:
-            old.end()
+        try:
+            with self._lock:
+                evicted.extend(self._expired_locked())
+                own = [s for s in self._sessions.values() if s.principal is session.principal]
+                # Room is made only by ending this grant's own least recently used idle session.
+                while len(own) >= self._settings.max_sessions_per_grant or (
+                        len(self._sessions) >= self._settings.max_sessions):
+                    victim = next((s for s in own if not s.busy), None)
+                    if victim is None:
+                        raise HttpError(503, "Service Unavailable: too many sessions; end one (DELETE) or retry later")
+                    own.remove(victim)
+                    del self._sessions[victim.id]
+                    evicted.append(victim)
+                self._sessions[session.id] = session
+        finally:
+            for old in evicted:
+                old.end()
 
     def get(self, session_id: str) -> Optional[Session]:
         """The live session with this id (marked used), or None if unknown, ended or idle too long."""
@@ -268,7 +295,7 @@ class SessionTable:
         with self._lock:
             if self._sessions.get(session_id) is not session:
                 return None
-            if idle > self._settings.session_idle_timeout and not self._busy(session):
+            if idle > self._settings.session_idle_timeout and not session.busy:
                 del self._sessions[session_id]
             else:
                 session.last_used = now
@@ -284,25 +311,32 @@ class SessionTable:
             session.end()
         return session
 
+    def remove_principal(self, principal: Any) -> int:
+        """End every session of one grant (revoked or expired); how many there were."""
+        with self._lock:
+            ended = [s for s in self._sessions.values() if s.principal is principal]
+            for session in ended:
+                del self._sessions[session.id]
+        for session in ended:
+            session.end()
+        return len(ended)
+
     def sessions(self) -> list[Session]:
         with self._lock:
             return list(self._sessions.values())
 
     def close(self) -> None:
-        """End every session (and so every stream): used when the server closes."""
+        """The server is closing: end every session, but leave the streams of calls still
+        running open: each ends with its call's answer, which is still delivered."""
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
         for session in sessions:
-            session.end(cancel=False)
-
-    @staticmethod
-    def _busy(session: Session) -> bool:
-        return bool(session.state.in_flight) or (session.standalone is not None and session.standalone.attached)
+            session.end(cancel=False, keep_calls=True)
 
     def _expired_locked(self) -> list[Session]:
         limit = time.monotonic() - self._settings.session_idle_timeout
-        expired = [s for s in self._sessions.values() if s.last_used < limit and not self._busy(s)]
+        expired = [s for s in self._sessions.values() if s.last_used < limit and not s.busy]
         for session in expired:
             del self._sessions[session.id]
         return expired

@@ -51,8 +51,17 @@ class Settings:
             no ``Mcp-Session-Id``, as the 2025-11-25 transport recommends (False: such a
             request is served outside any session, with the server-wide state, as clients
             that never initialize expect; an unknown or ended id is a 404 either way).
-        max_sessions: sessions kept at once; creating one more ends the least recently
-            used (1024).
+        max_sessions: sessions kept at once (1024). A new one past the limit ends the
+            least recently used idle session of the same grant; a grant that has none
+            idle is refused (503), so one token never ends another's session, and a
+            session with a call in flight or an open stream is never ended for room.
+        max_sessions_per_grant: sessions one grant (token) may hold at once (256);
+            past it, its own least recently used idle session ends.
+        max_connections: connections served at once (512; lowered at start to fit the
+            process's open-file limit). Past it, an idle keep-alive connection is
+            closed to make room, or the new one gets 503 and is closed.
+        listen_backlog: connections the kernel queues before they are accepted (None:
+            as many as the kernel allows, ``/proc/sys/net/core/somaxconn``).
         session_idle_timeout: seconds a session may go unused before it ends (3600 s).
         sse_keepalive: seconds between ``:`` comments on an idle event stream, so
             clients and proxies do not drop it (15 s).
@@ -78,6 +87,9 @@ class Settings:
     stateless: bool = False
     require_session: bool = False
     max_sessions: int = 1024
+    max_sessions_per_grant: int = 256
+    max_connections: int = 512
+    listen_backlog: Optional[int] = None
     session_idle_timeout: float = 3600.0
     sse_keepalive: float = 15.0
     sse_retry: int = 1000
@@ -95,7 +107,10 @@ class Settings:
         timeout = self.tool_timeout
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf)):
             raise ValueError(f"tool_timeout must be a positive number of seconds or None, not {timeout!r}")
-        for name in ("max_sessions", "sse_history"):
+        if self.listen_backlog is not None and (isinstance(self.listen_backlog, bool)
+                                                or not isinstance(self.listen_backlog, int) or self.listen_backlog < 1):
+            raise ValueError(f"listen_backlog must be a positive integer or None, not {self.listen_backlog!r}")
+        for name in ("max_sessions", "max_sessions_per_grant", "max_connections", "sse_history"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")

@@ -2,26 +2,29 @@
 
 Owns: the registry (add, remove, change listeners, the before-call hook), and one
 call from checked arguments to a ``CallToolResult``: validation, the hook, the
-request context, the optional per-call timeout, and checking structured output.
+request context, running it (directly, or through the shell's ``runner``, which
+enforces ``tool_timeout``), and checking structured output.
 Schemas come from ``schema``, result content from ``content``.
-Must not know: HTTP, sockets, sessions or the JSON-RPC envelope.
+Must not know: HTTP, sockets, threads (beyond the registry's lock), sessions or the
+JSON-RPC envelope.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import inspect
 import logging
 import re
-import threading
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
 
-from .content import CONTENT_TYPES, error_result, to_call_result
+from ._compat import get_type_hints
+from .errors import CallTimeout, LoopbackError
+from .jsonrpc import MissingClientCapability
+from .content import CONTENT_TYPES, InputRequired, error_result, to_call_result
 from .context import Context
 from .prompts import PromptRegistry
-from .resources import ListenerSet, ResourceRegistry
+from .catalog import Entries
+from .resources import ResourceRegistry
 from .schema import Output, SchemaError, ToolArgumentError, check_value, compile_output, compile_signature
 
 __all__ = ["CallBlocked", "SchemaError", "Tool", "ToolArgumentError", "ToolRegistry", "check_value"]
@@ -43,7 +46,7 @@ def _describe(exc: BaseException) -> str:
         text = "(its message could not be formatted)"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
-class CallBlocked(Exception):
+class CallBlocked(LoopbackError):
     """Raised by a before-call hook to refuse a call; ``reason`` reaches the model."""
 
     def __init__(self, reason: str) -> None:
@@ -56,14 +59,15 @@ BeforeCall = Callable[[str, dict[str, Any], Context], Optional[Mapping[str, Any]
 replaces the arguments (checked again), ``raise CallBlocked(reason)`` refuses it."""
 
 
-class _ToolTimeout(Exception):
-    pass
+Runner = Callable[[Callable[[], Any], Context], Any]
+"""How a call is run: ``runner(call, context)`` returns ``call()``'s value or raises what it
+raises, or ``errors.CallTimeout`` when it overran (the shell's ``workers.deadline_runner``)."""
 
 
 def _context_param(func: Callable[..., Any]) -> Optional[str]:
     """The parameter annotated ``Context``, for tools whose input schema is hand-written."""
     try:
-        hints = typing.get_type_hints(func)
+        hints = get_type_hints(func)  # as on 3.11+, also on 3.9 (``X | Y`` strings)
     except Exception:
         hints = {}
     for param in inspect.signature(func).parameters.values():
@@ -107,7 +111,7 @@ class Tool:
         context: Optional[Context] = None,
         *,
         before_call: Optional[BeforeCall] = None,
-        timeout: Optional[float] = None,
+        runner: Optional[Runner] = None,
     ) -> dict[str, Any]:
         """Check the arguments, run the hook and the function, return a ``CallToolResult``.
 
@@ -137,22 +141,19 @@ class Tool:
                 except (ToolArgumentError, TypeError, ValueError) as exc:
                     _log.error("before-call hook gave tool %r invalid arguments: %s", self.name, exc)
                     return error_result(f"Tool {self.name!r} was blocked: the before-call hook gave invalid arguments")
-        # Loaded with the server, so a cheap lookup here; at module level it would make
-        # registering a tool import hmac and hashlib.
-        from . import revision_2026
-
         kwargs = self.convert(checked) if self.convert is not None else checked
         if self.context_param is not None:
             kwargs = {**kwargs, self.context_param: context}  # the hook may hold on to ``checked``
+        func = self.func
         try:
-            if timeout is None:
-                value = self.func(**kwargs)
+            if runner is None:
+                value = func(**kwargs)
             else:
-                value = self._call_with_timeout(kwargs, timeout, context)
-        except _ToolTimeout:
-            _log.warning("tool %r timed out after %g s", self.name, timeout)
-            return error_result(f"Tool {self.name!r} timed out after {timeout:g} seconds")
-        except revision_2026.MissingClientCapability:
+                value = runner(lambda: func(**kwargs), context)
+        except CallTimeout as exc:
+            _log.warning("tool %r timed out after %g s", self.name, exc.seconds)
+            return error_result(f"Tool {self.name!r} timed out after {exc.seconds:g} seconds")
+        except MissingClientCapability:
             raise  # the request's protocol error (-32021, HTTP 400), not the tool's
         # SystemExit and KeyboardInterrupt too: raised by a tool, they would otherwise
         # unwind the connection thread and leave the client without an answer.
@@ -160,9 +161,9 @@ class Tool:
             _log.warning("tool %r raised %s", self.name, type(exc).__name__)
             _log.debug("tool %r failed", self.name, exc_info=True)
             return error_result(f"Tool {self.name!r} failed: {_describe(exc)}")
-        if isinstance(value, revision_2026.InputRequired):
-            if isinstance(context._session, revision_2026.RequestSession):
-                return value.to_result()  # revision_2026 checks and seals it; the client retries
+        if isinstance(value, InputRequired):
+            if context.accepts_input_required:
+                return value.to_result()  # eras.after checks and seals it; the client retries
             return error_result(f"Tool {self.name!r} needs input the client can give only over MCP 2026-07-28")
         result = to_call_result(value, self.output)
         if self.output is not None and "structuredContent" in result:
@@ -173,31 +174,6 @@ class Tool:
                 return error_result(f"Tool {self.name!r} returned a value that does not match its declared return type: {exc}")
         return result
 
-    def _call_with_timeout(self, kwargs: dict[str, Any], timeout: float, context: Context) -> Any:
-        """Run the function on its own thread and wait at most ``timeout`` seconds.
-
-        A thread cannot be killed: one that overruns is left to finish on its own with
-        ``context.cancelled`` set, and its result is dropped.
-        """
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(self.func(**kwargs))
-            except BaseException as exc:  # handed to the waiting request thread
-                future.set_exception(exc)
-
-        thread = threading.Thread(target=run, name=f"loopback-tool:{self.name}", daemon=True)
-        thread.loopback_caller = threading.current_thread()  # type: ignore[attr-defined]  # see end_connections
-        thread.start()
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            if not future.done():  # not a TimeoutError the tool itself raised
-                context._cancelled = True
-                raise _ToolTimeout from None
-            raise
-
 
 class ToolRegistry:
     """A thread-safe, ordered set of tools. Reads take no lock (copy-on-write snapshot).
@@ -207,9 +183,7 @@ class ToolRegistry:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tools: dict[str, Tool] = {}
-        self._changed = ListenerSet[Callable[[], None]]("tool-list")
+        self._tools = Entries[str, Tool]("tool")
         self.before_call_hook: Optional[BeforeCall] = None
         self.resources = ResourceRegistry()
         self.prompts = PromptRegistry()
@@ -269,13 +243,7 @@ class ToolRegistry:
             context_param=context_param,
             convert=convert,
         )
-        with self._lock:
-            if tool_name in self._tools and not replace:
-                raise ValueError(f"a tool named {tool_name!r} is already registered")
-            tools = dict(self._tools)
-            tools[tool_name] = tool
-            self._tools = tools  # swapped whole: readers never see a dict being changed
-        self._changed.fire()
+        self._tools.add(tool_name, tool, replace=replace, taken=f"a tool named {tool_name!r} is already registered")
         return tool
 
     @overload
@@ -302,14 +270,7 @@ class ToolRegistry:
 
     def remove(self, name: str) -> bool:
         """Unregister a tool; True if it was there."""
-        with self._lock:
-            if name not in self._tools:
-                return False
-            tools = dict(self._tools)
-            del tools[name]
-            self._tools = tools
-        self._changed.fire()
-        return True
+        return self._tools.remove(name)
 
     def before_call(self, hook: Optional[BeforeCall]) -> Optional[BeforeCall]:
         """Set (or with None, clear) the hook run before every call; usable as a decorator.
@@ -331,14 +292,14 @@ class ToolRegistry:
         Servers use this to send ``notifications/tools/list_changed``. A listener must
         be quick and must not raise (errors are logged).
         """
-        return self._changed.add(listener)
+        return self._tools.changed.add(listener)
 
     def get(self, name: str) -> Optional[Tool]:
         return self._tools.get(name)
 
     def tools(self) -> list[Tool]:
         """The registered tools in registration order (a snapshot)."""
-        return list(self._tools.values())
+        return self._tools.values()
 
     def __len__(self) -> int:
         return len(self._tools)

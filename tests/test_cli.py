@@ -317,7 +317,7 @@ def test_serve_prints_a_parseable_config_in_every_format(format):
     parsed = tomllib.loads(block) if format == "codex" else json.loads(block)
     assert f"127.0.0.1:{port}" in json.dumps(parsed)
     env = _exports(text.split("# try it with curl")[0])  # the curl lines export the token for themselves
-    if format in ("zed", "generic"):  # clients that expand no variables: the token is in the file
+    if format in ("zed", "generic", "claude-desktop", "stdio"):  # no variables expanded: the token is in the file
         assert token in block and env == {}
         assert _exports(text) == {"LOOPBACK_TOKEN": token}
     else:
@@ -372,6 +372,7 @@ def _stale_file(directory: Path, **record: Any) -> Path:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"serve-{record['pid']}.json"
     path.write_text(json.dumps({"url": "http://127.0.0.1:9/mcp", "port": 9, "token": "t" * 43, **record}))
+    path.chmod(0o600)  # as serve writes it: config trusts no other mode
     return path
 
 
@@ -387,6 +388,7 @@ def test_config_prefers_the_live_serve_over_a_newer_stale_file(served, runtime_d
     stale = _stale_file(runtime_dir, pid=_dead_pid(), started="2999-01-01T00:00:00+00:00")
     garbage = runtime_dir / "serve-1.json"
     garbage.write_text("not json")
+    garbage.chmod(0o600)
     out = _cli("config", "--format", "generic")
     assert out.returncode == 0 and json.loads(out.stdout)["url"] == f"http://127.0.0.1:{port}/mcp"
     assert not stale.exists() and garbage.exists()  # what it cannot read, it leaves alone

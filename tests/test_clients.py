@@ -237,15 +237,57 @@ def test_generic_url_and_headers() -> None:
     assert dict(config.env) == {} and config.args == () and config.config_env is None
 
 
+def test_claude_desktop_entry_starts_the_stdio_bridge() -> None:
+    # https://modelcontextprotocol.io/docs/develop/connect-local-servers — claude_desktop_config.json:
+    # {"mcpServers": {NAME: {"command", "args", "env"}}}; Claude Desktop launches only stdio
+    # servers and expands no variables in "env", so the token is written there literally.
+    config = render("claude-desktop", URL, TOKEN, headers=HEADERS, python="/usr/bin/python3")
+    assert json.loads(config.text) == {
+        "mcpServers": {
+            "loopback": {
+                "command": "/usr/bin/python3",
+                "args": ["-m", "loopback", "stdio", "--url", URL,
+                         "--header", "X-Session-Key", "--header", "X-Agent-Id"],
+                "env": ENV_WITH_HEADERS,
+            }
+        }
+    }
+    assert config.holds_secret is True  # write it 0600
+    assert config.filename == "claude_desktop_config.json"
+    assert dict(config.env) == {} and config.args == () and config.config_env is None
+    # The generic stdio entry has the same shape; a PYTHONPATH joins env when given.
+    generic = render("stdio", URL, TOKEN, token_env="MY_TOKEN", python="py", python_path="/src")
+    assert json.loads(generic.text)["mcpServers"]["loopback"] == {
+        "command": "py",
+        "args": ["-m", "loopback", "stdio", "--url", URL, "--token-env", "MY_TOKEN"],
+        "env": {"MY_TOKEN": TOKEN, "PYTHONPATH": "/src"},
+    }
+
+
+def test_stdio_discovery_entry_holds_no_secret() -> None:
+    config = clients.render_stdio_discovery("claude-desktop", runtime_dir="/run/user/1000/loopback",
+                                            name="host-tools", python="/usr/bin/python3")
+    assert json.loads(config.text) == {"mcpServers": {"host-tools": {
+        "command": "/usr/bin/python3", "args": ["-m", "loopback", "stdio"],
+        "env": {"LOOPBACK_RUNTIME_DIR": "/run/user/1000/loopback"}}}}
+    assert config.holds_secret is False and dict(config.env) == {}
+    with pytest.raises(ValueError, match="not a stdio format"):
+        clients.render_stdio_discovery("claude", runtime_dir="/x")
+    with pytest.raises(ValueError, match="name"):
+        clients.render_stdio_discovery("stdio", runtime_dir="/x", name="a b")
+
+
 # --- properties of every format -------------------------------------------------------------
 
 EXPANDING = ("claude", "codex", "gemini", "cursor", "vscode", "windsurf", "opencode")
 LITERAL = ("zed", "generic")
+STDIO = ("claude-desktop", "stdio")  # the file starts the stdio bridge; its env block holds the token
 
 
-def test_formats_are_the_nine_clients() -> None:
-    assert set(FORMATS) == set(EXPANDING) | set(LITERAL)
-    assert len(FORMATS) == 9
+def test_formats_are_the_eleven_clients() -> None:
+    assert set(FORMATS) == set(EXPANDING) | set(LITERAL) | set(STDIO)
+    assert len(FORMATS) == 11
+    assert clients.STDIO_FORMATS == STDIO
 
 
 def parsed(config: ClientConfig) -> Any:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from loopback.context import LOG_LEVELS, Context, SessionState, ToolHeaders
+from loopback.context import LOG_LEVELS, Context, ClientState, ToolHeaders
 from loopback.http11 import Headers
 
 
@@ -32,7 +32,7 @@ def test_progress_is_sent_only_with_a_token_and_a_stream() -> None:
 
 def test_log_honours_the_level_the_client_set() -> None:
     sent, notify = collecting()
-    session = SessionState()
+    session = ClientState()
     ctx = Context(notify=notify, session=session)
     ctx.log("error", "before any setLevel")
     assert sent == []  # the client never asked for logs
@@ -59,14 +59,14 @@ def test_a_failing_notify_never_fails_the_tool() -> None:
     Context(progress_token=1, notify=broken).progress(1)
 
 
-def test_session_cancel_flags_only_the_matching_principal_and_id() -> None:
-    session = SessionState()
+def test_state_cancel_flags_only_the_matching_id_of_its_own_calls() -> None:
+    alice, bob = ClientState(), ClientState()
     ctx = Context(request_id=7)
-    session.in_flight[("alice", 7)] = ctx
-    assert session.cancel("bob", 7) is False
-    assert session.cancel("alice", 8) is False
+    alice.in_flight[7] = ctx
+    assert bob.cancel(7) is False  # another principal's state never holds alice's calls
+    assert alice.cancel(8) is False
     assert ctx.cancelled is False
-    assert session.cancel("alice", 7) is True
+    assert alice.cancel(7) is True
     assert ctx.cancelled is True
 
 

@@ -390,15 +390,15 @@ def test_close_with_a_tool_that_never_returns_is_bounded_by_close_timeout_and_th
 
 _cycle: list[Any] = []
 _cycle.append(_cycle)
-# The part of the json module's message that every Python from 3.9 to 3.13 gives.
+# What each message must name (the exact words are the json module's or the converter's,
+# and json's change between Python versions).
 UNSERIALISABLE = {
-    "object": (object(), "Object of type object is not JSON serializable"),
-    "set": ({1, 2}, "Object of type set is not JSON serializable"),
-    "nan": (math.nan, "Out of range float values are not JSON compliant"),
-    "nested_inf": ({"x": [1, math.inf]}, "Out of range float values are not JSON compliant"),
-    "cycle": (_cycle, "Circular reference detected"),
-    "tuple_key": ({(1, 2): 3}, "keys must be str, int, float, bool or None, not tuple"),
-    "generator": ((i for i in range(3)), "Object of type generator is not JSON serializable"),
+    "object": (object(), "object"),
+    "nan": (math.nan, "float"),
+    "nested_inf": ({"x": [1, math.inf]}, "float"),
+    "cycle": (_cycle, "Circular"),
+    "tuple_key": ({(1, 2): 3}, "tuple"),
+    "generator": ((i for i in range(3)), "generator"),
 }
 
 
@@ -424,9 +424,8 @@ def test_results_json_cannot_hold_become_error_results_and_the_connection_keeps_
                 result = result_of(client.call_tool(name))
                 assert result["isError"] is True and len(result["content"]) == 1, name
                 text = result["content"][0]["text"]
-                # The json module's own words follow; Python 3.12 appends the value (": nan").
-                assert text.startswith("the tool returned a value that cannot be sent as JSON: "), text
-                assert message in text, name
+                assert text.startswith("the tool returned a value that cannot be sent as JSON: "), (name, text)
+                assert message in text, (name, text)
                 assert result_of(client.call_tool("add", {"a": 1}))["structuredContent"] == {"result": 3}
         finally:
             client.close()

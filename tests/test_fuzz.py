@@ -33,7 +33,7 @@ from hypothesis import strategies as st  # noqa: E402
 import loopback  # noqa: E402
 from loopback import jsonrpc, protocol  # noqa: E402
 from loopback.auth import Grant  # noqa: E402
-from loopback.context import LOG_LEVELS, SessionState  # noqa: E402
+from loopback.context import LOG_LEVELS, ClientState  # noqa: E402
 from loopback.jsonrpc import JsonRpcError  # noqa: E402
 from loopback.server import LoopbackServer  # noqa: E402
 from loopback.settings import Settings  # noqa: E402
@@ -191,7 +191,7 @@ def _check_response(answer: Any, message: Any, kind: str) -> None:
     assert set(answer) in ({"jsonrpc", "id", "result"}, {"jsonrpc", "id", "error"}), answer
     if kind == "request":
         assert answer["id"] == message["id"] and type(answer["id"]) is type(message["id"])
-        if message["method"] not in protocol._METHODS:
+        if message["method"] not in protocol.METHODS:
             assert answer["error"]["code"] == jsonrpc.METHOD_NOT_FOUND
     else:
         assert kind == "invalid"
@@ -218,7 +218,7 @@ REGISTRY = fuzz_registry()
 @fuzz_settings(400)
 @given(payload=payloads, header=st.sampled_from([None, *VERSIONS]), grant=st.sampled_from([None, GUEST]))
 def test_handle_payload_answers_every_payload_by_the_rules(payload: Any, header: Optional[str], grant: Optional[Grant]) -> None:
-    ctx = protocol.RequestContext(registry=REGISTRY, protocol_version_header=header, grant=grant, session=SessionState())
+    ctx = protocol.RequestContext(registry=REGISTRY, protocol_version_header=header, grant=grant, session=ClientState())
     initialize = isinstance(payload, dict) and payload.get("method") == "initialize"
     version = protocol.HEADERLESS_VERSION if header is None or initialize else header.strip()
     try:

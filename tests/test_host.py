@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -231,9 +232,13 @@ def test_concurrent_runs_each_see_their_own_bound_session_and_closing_one_leaves
 def test_a_run_with_a_ttl_expires():
     run = prepare_agent_run(registry=session_registry(), ttl=0.3)
     try:
-        assert status_with(run.runtime.port, run.grant.token) == 200
-        assert wait_for(lambda: status_with(run.runtime.port, run.grant.token) == 401, 5)
-        assert status_with(run.runtime.port, loopback.ensure().token) == 200
+        port = run.runtime.port
+        assert run.live and run.expires_at is not None and run.expires_at > time.monotonic()
+        assert status_with(port, run.grant.token) == 200
+        assert wait_for(lambda: status_with(port, run.grant.token) == 401, 5)
+        # The run says so too: no longer live, no runtime (issue 13).
+        assert not run.live and not run.enabled and run.runtime is None and run.http_config() is None
+        assert status_with(port, loopback.ensure().token) == 200
     finally:
         run.close()
 

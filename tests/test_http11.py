@@ -6,7 +6,7 @@ import pytest
 
 from conftest import raw_request, status_of
 from loopback import http11
-from loopback.http11 import HeadError, parse_head, parse_header_lines, parse_request_line
+from loopback.http11 import HttpError, parse_head, parse_header_lines, parse_request_line
 
 
 def head(*fields: bytes, line: bytes = b"POST /mcp HTTP/1.1\r\n") -> http11.RequestHead:
@@ -37,7 +37,7 @@ def test_request_line_parts():
     ],
 )
 def test_bad_request_lines(line, status):
-    with pytest.raises(HeadError) as caught:
+    with pytest.raises(HttpError) as caught:
         parse_request_line(line)
     assert caught.value.status == status
 
@@ -76,13 +76,13 @@ def test_headers_repr_hides_values():
     ],
 )
 def test_smuggling_shapes_are_rejected(fields):
-    with pytest.raises(HeadError) as caught:
+    with pytest.raises(HttpError) as caught:
         parse_header_lines([f + b"\r\n" for f in fields])
     assert caught.value.status == 400
 
 
 def test_too_many_headers():
-    with pytest.raises(HeadError) as caught:
+    with pytest.raises(HttpError) as caught:
         parse_header_lines([b"X-%d: 1\r\n" % i for i in range(http11.MAX_HEADERS + 1)])
     assert caught.value.status == 431
 
@@ -107,7 +107,7 @@ def test_keep_alive(line, fields, keep_alive):
     ((b"Host: a", b"Transfer-Encoding: chunked, gzip"), b"POST /mcp HTTP/1.1\r\n"),  # 6.3
 ])
 def test_framing_the_body_cannot_rely_on_is_a_bad_request(fields, line):
-    with pytest.raises(HeadError) as caught:
+    with pytest.raises(HttpError) as caught:
         parse_head(line, [f + b"\r\n" for f in fields])
     assert caught.value.status == 400
 

@@ -17,8 +17,6 @@ Every wait is bounded and every process this module starts is stopped by its end
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hashlib
 import json
 import os
 import queue
@@ -27,7 +25,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,13 +34,13 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 import pytest
 
 import loopback
+import node_packages  # tests/node_packages.py: the npm install shared with conformance/ and agents/
 from loopback import clients
 from loopback.tools import ToolRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEROP = Path(__file__).resolve().parent / "interop"
 NODE_MODULES = INTEROP / "node_modules"
-STAMP = NODE_MODULES / ".loopback-interop-installed"
 
 PROTOCOL = "2025-11-25"
 TIMEOUT = 30.0  # seconds: any one client session or client process
@@ -284,45 +281,15 @@ class NodeClients:
 
 
 def _version(node: str) -> tuple[int, ...]:
-    try:
-        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    match = re.match(r"v(\d+)\.(\d+)\.(\d+)", out.strip())
-    return tuple(int(part) for part in match.groups()) if match else ()
-
-
-def _lock_digest() -> str:
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((INTEROP / name).read_bytes())
-    return digest.hexdigest()
+    return node_packages.node_version(node)
 
 
 def _npm_ci(npm: str) -> None:
     """``npm ci`` into interop/node_modules unless the same lock file is already installed there."""
-    want = _lock_digest()
-    lock_file = Path(tempfile.gettempdir()) / f"loopback-interop-{hashlib.sha256(str(INTEROP).encode()).hexdigest()[:16]}.lock"
-    with open(lock_file, "w") as lock:  # two test sessions at once: one installs, the other waits
-        deadline = time.monotonic() + INSTALL_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"another session held {lock_file} for over {INSTALL_TIMEOUT:.0f} s (npm ci)")
-                time.sleep(0.5)
-        if STAMP.is_file() and STAMP.read_text().strip() == want:
-            return
-        command = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
-        result = _run_process(command, cwd=INTEROP, env=dict(os.environ), timeout=INSTALL_TIMEOUT, what="npm ci")
-        if result.returncode != 0:
-            pytest.fail(
-                f"npm ci in {INTEROP} failed with exit {result.returncode}; the interop clients could not be "
-                f"installed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-            )
-        STAMP.write_text(want + "\n")
+    try:
+        node_packages.npm_install(INTEROP, timeout=INSTALL_TIMEOUT, ignore_scripts=True, say=lambda line: None)
+    except node_packages.InstallError as exc:
+        pytest.fail(f"the interop clients could not be installed: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -775,8 +775,9 @@ def test_a_server_whose_thread_cannot_start_raises_start_error_and_frees_its_por
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """LoopbackServer.start() itself, below the lifecycle's check. Python 3.12 refuses every
-    new thread once the interpreter exits (3.13 allows them in atexit handlers again); the
-    interpreter's refusal is stood in for here, the server is real."""
+    new thread once the interpreter exits (3.13 allows them in atexit handlers again): a
+    StartError, not a bare RuntimeError, and close() then frees the port. The interpreter's
+    refusal is stood in for here; the server is real."""
     from loopback.server import LoopbackServer, StartError
 
     def refuse(self: threading.Thread) -> None:
@@ -787,7 +788,9 @@ def test_a_server_whose_thread_cannot_start_raises_start_error_and_frees_its_por
     with pytest.raises(StartError, match="cannot start the server thread: can't create new thread"):
         server.start()
     monkeypatch.undo()
-    assert server.closed and not server.serving
+    assert not server.serving
+    server.close()  # the caller's part (lifecycle.start closes a server that did not start)
+    assert server.closed
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", server.port)) != 0  # the listening socket is closed
 

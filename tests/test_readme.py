@@ -65,7 +65,7 @@ def test_the_host_program_example_runs_an_agent_with_its_own_token_and_cleans_up
 
     import loopback
 
-    (block,) = [b for b in _python_blocks() if "prepare_agent_run(" in b and "subprocess.run" in b]
+    (block,) = [b for b in _python_blocks() if "prepare_agent_run(" in b and "run.spawn(" in b]
     record = tmp_path / "record.json"
     agent = tmp_path / "claude"
     agent.write_text(

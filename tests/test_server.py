@@ -139,7 +139,7 @@ def test_an_on_close_callback_that_raises_is_logged_not_raised(caplog):
 
 def test_authentication_off_is_an_explicit_opt_in_that_warns(caplog):
     with caplog.at_level(logging.WARNING, logger="loopback"):
-        server = LoopbackServer(0, registry=make_registry(), require_auth=False).start()
+        server = LoopbackServer(0, registry=make_registry(), settings=Settings(auth=False)).start()
     try:
         assert "authentication is switched off" in caplog.text
         assert server.token == "" and server.runtime().tokens == ()

@@ -429,3 +429,26 @@ def test_logging_set_level_is_accepted_and_validated(owner: Client) -> None:
     assert owner.rpc("logging/setLevel", {"level": "loud"})["error"]["code"] == -32602
     capabilities = owner.initialize()["capabilities"]
     assert capabilities["logging"] == {}
+
+
+def test_a_tool_declared_to_return_a_set_answers_with_a_list() -> None:
+    """The result converter and the output schema agree: ``-> set[int]`` advertises an
+    array and answers one (two converters once disagreed, and every call failed)."""
+    registry = loopback.ToolRegistry()
+
+    @registry.tool
+    def primes() -> "set[int]":
+        """The primes below ten."""
+        return {7, 2, 5, 3}
+
+    server = loopback.start(0, registry=registry)
+    client = Client(server.port, server.token)
+    try:
+        listed = client.rpc("tools/list")["result"]["tools"][0]
+        assert listed["outputSchema"]["properties"]["result"]["type"] == "array"
+        result = client.call_tool("primes")["result"]
+        assert result["isError"] is False, result
+        assert result["structuredContent"] == {"result": [2, 3, 5, 7]}
+    finally:
+        client.close()
+        server.close()

@@ -28,7 +28,6 @@ the whole run takes a few seconds once installed (the install about 15 s).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -44,9 +43,10 @@ from pathlib import Path
 from typing import Optional
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import node_packages  # noqa: E402  (tests/node_packages.py: the npm install shared with tests/agents)
+
 NODE_MODULES = HERE / "node_modules"
-LOCK = HERE / "package-lock.json"
-STAMP = NODE_MODULES / ".loopback-conformance-installed"
 FIXTURE = HERE / "fixture.py"
 SUITES = {"0.1.16": "conformance-0.1.16", "0.2.0-alpha.12": "conformance-0.2.0-alpha.12"}
 NODE_MIN = (22,)
@@ -101,44 +101,24 @@ def _say(text: str = "") -> None:
 # -- install ------------------------------------------------------------------------------
 
 def _version(node: str) -> tuple[int, ...]:
-    try:
-        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    return tuple(int(part) for part in re.findall(r"\d+", out)[:3])
-
-
-def _lock_digest() -> str:
-    return hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    return node_packages.node_version(node)
 
 
 def install() -> str:
     """``npm ci`` unless this lock file is installed already; returns a node >= 22."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SetupError("npm is not on PATH: install Node.js with npm to run the conformance suite")
-    digest = _lock_digest()
-    if not (STAMP.exists() and STAMP.read_text().strip() == digest):
-        _say(f"installing the conformance suite into {NODE_MODULES} (npm ci) ...")
-        started = time.monotonic()
-        try:
-            done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE,
-                                  capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise SetupError(f"npm ci did not finish within {INSTALL_TIMEOUT} s") from None
-        if done.returncode != 0:
-            raise SetupError(f"npm ci failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        STAMP.write_text(digest + "\n")
-        _say(f"installed in {time.monotonic() - started:.1f} s")
+    try:
+        node_packages.npm_install(HERE, timeout=INSTALL_TIMEOUT, say=_say)
+    except node_packages.InstallError as exc:
+        raise SetupError(str(exc)) from None
     for name in SUITES.values():
         if not (NODE_MODULES / name / "dist" / "index.js").exists():
             raise SetupError(f"{NODE_MODULES / name} is incomplete: delete {NODE_MODULES} and run again")
     # The machine's node when new enough, else the one package.json pins per platform.
-    for candidate in (shutil.which("node"), str(NODE_MODULES / ".bin" / "node")):
-        if candidate and os.access(candidate, os.X_OK) and _version(candidate) >= NODE_MIN:
-            return candidate
-    raise SetupError(f"no node >= {NODE_MIN[0]}: the machine's is older and {NODE_MODULES}/.bin/node is missing "
-                     "(no node-<os>-<arch> package for this platform?)")
+    node = node_packages.find_node(NODE_MIN, (shutil.which("node"), str(NODE_MODULES / ".bin" / "node")))
+    if node is None:
+        raise SetupError(f"no node >= {NODE_MIN[0]}: the machine's is older and {NODE_MODULES}/.bin/node is missing "
+                         "(no node-<os>-<arch> package for this platform?)")
+    return node
 
 
 # -- the fixture ----------------------------------------------------------------------------

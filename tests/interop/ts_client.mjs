@@ -1,14 +1,18 @@
 // A real MCP client written by someone else: the official TypeScript SDK
-// (@modelcontextprotocol/sdk, pinned in package.json) over Streamable HTTP.
+// (@modelcontextprotocol/sdk, pinned in package.json) over Streamable HTTP, or over stdio.
 //
 // Usage: node ts_client.mjs URL
 //   with the request headers (the bearer token) as a JSON object in MCP_HEADERS,
 //   so that the token stays off the process list.
+// Or:    node ts_client.mjs --stdio
+//   with a stdio server entry {"command", "args", "env"} (as in claude_desktop_config.json)
+//   as JSON in MCP_STDIO: the SDK's StdioClientTransport starts that command.
 // Prints one JSON line with what the server answered; exits non-zero on failure.
 // tests/test_interop.py runs it and checks that line.
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 
 const TIMEOUT_MS = 20_000; // per request; the whole run is bounded below
 
@@ -19,9 +23,17 @@ const watchdog = setTimeout(() => {
 
 async function main() {
   const url = process.argv[2];
-  if (!url) throw new Error("usage: node ts_client.mjs URL (headers in MCP_HEADERS)");
-  const headers = JSON.parse(process.env.MCP_HEADERS || "{}");
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+  if (!url) throw new Error("usage: node ts_client.mjs URL (headers in MCP_HEADERS) | --stdio (entry in MCP_STDIO)");
+  let transport;
+  if (url === "--stdio") {
+    const entry = JSON.parse(process.env.MCP_STDIO || "{}");
+    transport = new StdioClientTransport({
+      command: entry.command, args: entry.args ?? [], env: entry.env ?? {}, cwd: entry.cwd, stderr: "inherit",
+    });
+  } else {
+    const headers = JSON.parse(process.env.MCP_HEADERS || "{}");
+    transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+  }
   const client = new Client({ name: "loopback-interop-ts", version: "1.0.0" });
   const options = { timeout: TIMEOUT_MS };
   await client.connect(transport, options);

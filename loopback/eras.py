@@ -1,17 +1,21 @@
-"""The MCP 2026-07-28 revision ("modern", stateless): one request, one answer, no handshake.
+"""Protocol eras: which era a request belongs to, and the steps each era adds around dispatch.
 
-Owns: which era a POST body belongs to, the per-request ``_meta`` envelope
-(protocol version, client capabilities, client info, log level), the checks of the
-``MCP-Protocol-Version``/``Mcp-Method``/``Mcp-Name``/``Mcp-Param-*`` headers against
-the body, the version check (-32022 with the supported list), ``server/discover``,
-the methods the revision removed, -32021 for an undeclared client capability,
-input-required results (``InputRequired``, the retry's ``inputResponses`` and the
-signed ``requestState``), what every result of that era carries (``resultType``,
-cache hints, the ``serverInfo`` stamp), and the HTTP status each error of that era
-gets (``http_status``), which the transport asks for.
-Must not know: sockets, threads or how bytes arrive (no ``socket``/``threading``/
-``http`` imports); the handlers themselves live in ``protocol`` and the modules it
-registers (imported late: ``protocol`` imports this module).
+MCP has two eras. The handshake era (2024-11-05 … 2025-11-25) opens with
+``initialize`` and carries the version in the ``MCP-Protocol-Version`` header; the
+2026-07-28 revision ("modern", stateless) has no handshake: every request carries
+its version, client capabilities, client info and log level in ``_meta``, one
+request per POST, one answer.
+
+Owns: the versions of both eras; which era a POST body belongs to (``is_modern``,
+decided once per request); the modern era's step before dispatch (``before``: the
+``_meta`` envelope, the ``MCP-Protocol-Version``/``Mcp-Method``/``Mcp-Name``
+header checks, the version check, -32022 with the supported list, the retry's
+``inputResponses`` and signed ``requestState``) and after it (``after``: sealing
+input-required results, -32021 for an undeclared client capability, ``resultType``,
+cache hints, the ``serverInfo`` stamp, the era's spelling of errors, and the HTTP
+status of each answer); the ``Mcp-Param-*`` header check of a tool's arguments.
+Must not know: sockets, threads, HTTP framing, or the method handlers (``protocol``
+dispatches; it calls these steps).
 
 Spec: modelcontextprotocol.io/specification/2026-07-28 — basic/index (``_meta``,
 error codes), basic/versioning (dual-era servers), basic/transports/streamable-http
@@ -23,31 +27,34 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from . import jsonrpc
-from .context import LOG_LEVELS, SessionState
-from .jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError
-
-if TYPE_CHECKING:
-    from .protocol import RequestContext
+from .content import INPUT_REQUEST_CAPABILITIES, InputRequired
+from .context import LOG_LEVELS, RequestContext, RequestState
+from .jsonrpc import (HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
+                      MISSING_REQUIRED_CLIENT_CAPABILITY, UNSUPPORTED_PROTOCOL_VERSION, JsonRpcError,
+                      MissingClientCapability)
 
 _log = logging.getLogger("loopback")
 
 # Revisions that carry version and capabilities in every request's _meta, newest first.
 MODERN_VERSIONS = ("2026-07-28",)
+# The handshake era, newest first. The first is what a client asking for an unknown version is offered.
+SUPPORTED_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+LATEST_VERSION = SUPPORTED_VERSIONS[0]
+# Streamable HTTP: "If the server does not receive an MCP-Protocol-Version header ...
+# the server SHOULD assume protocol version 2025-03-26."
+HEADERLESS_VERSION = "2025-03-26"
+# JSON-RPC batches were added in 2025-03-26 and removed in 2025-06-18.
+BATCH_VERSIONS = frozenset({"2025-03-26"})
 
-# Error codes the 2026-07-28 schema defines (basic/index "Error Codes").
-HEADER_MISMATCH = -32020
-MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
-UNSUPPORTED_PROTOCOL_VERSION = -32022
 _RESOURCE_NOT_FOUND_2025 = -32002  # retired: 2026-07-28 "MUST NOT emit", uses -32602
 
 META_PROTOCOL_VERSION = "io.modelcontextprotocol/protocolVersion"
@@ -77,124 +84,27 @@ _CACHE_SCOPE = "private"
 _B64_SENTINEL = re.compile(r"=\?base64\?(.*)\?=", re.DOTALL)
 _HEADER_SAFE = re.compile(r"[\x20-\x7e]*")
 
-# SEP-2322 (multi round-trip requests): the methods whose result may ask the client for
-# input first, and what each kind of input request needs the client to have declared.
+# SEP-2322 (multi round-trip requests): the methods whose result may ask the client for input first.
 INPUT_REQUIRED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
-INPUT_REQUEST_CAPABILITIES = {
-    "elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots",
-}
 # Signs the requestState we hand out, so a client cannot forge or alter it. Fresh per
 # process: a state only has to survive until the client's retry.
 _STATE_KEY = secrets.token_bytes(32)
 
-# Capability -> the method that must answer for it to be advertised.
-_CAPABILITY_METHODS = {
-    "tools": "tools/list",
-    "prompts": "prompts/list",
-    "resources": "resources/list",
-    "completions": "completion/complete",
-}
-
-
-class RequestSession(SessionState):
-    """The state of one 2026-07-28 request: nothing outlives it.
-
-    A transport that wants "closing the response stream cancels the request" builds
-    one per modern POST, passes it as ``RequestContext.session`` and, when the client
-    goes away, calls ``session.cancel(grant, request_id)``. Any other session passed
-    in is left alone: the request gets a fresh one.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.client_capabilities: dict[str, Any] = {}
-        self.client_info: Optional[dict[str, Any]] = None
-        self.protocol_version: Optional[str] = None
-        # The retry of an input-required request: the client's answers, by key, and the
-        # requestState we handed out (verified, unwrapped), or None on a first round.
-        self.input_responses: dict[str, dict[str, Any]] = {}
-        self.request_state: Optional[str] = None
-
-
-class InputRequired:
-    """What a tool (or prompt, or resource) returns when it needs the client's input first.
-
-    ``requests`` maps keys of your choosing to input requests, each
-    ``{"method": "elicitation/create" | "sampling/createMessage" | "roots/list", "params": {...}}``;
-    ``state`` is an optional string you get back on the retry (``ctx.request_state``),
-    signed by the server so the client cannot alter it. The client answers with a retry
-    of the same request carrying ``inputResponses`` (``ctx.input_responses``: key ->
-    the client's result), and the function runs again from the start (SEP-2322).
-    """
-
-    __slots__ = ("requests", "state")
-
-    def __init__(self, requests: Mapping[str, Mapping[str, Any]], state: Optional[str] = None) -> None:
-        if state is not None and not isinstance(state, str):
-            raise TypeError(f"state must be a string or None, not {type(state).__name__}")
-        if not requests and state is None:
-            raise ValueError("InputRequired needs at least one input request or a state")
-        checked: dict[str, dict[str, Any]] = {}
-        for key, request in requests.items():
-            if not isinstance(key, str) or not key:
-                raise ValueError(f"input request keys must be non-empty strings, not {key!r}")
-            method = request.get("method") if isinstance(request, Mapping) else None
-            if method not in INPUT_REQUEST_CAPABILITIES:
-                raise ValueError(f"input request {key!r}: method must be one of {', '.join(INPUT_REQUEST_CAPABILITIES)}")
-            params = request.get("params", {})
-            if not isinstance(params, Mapping):
-                raise ValueError(f"input request {key!r}: params must be an object")
-            checked[key] = {"method": method, "params": dict(params)}
-        self.requests = checked
-        self.state = state
-
-    def to_result(self) -> dict[str, Any]:
-        """The ``InputRequiredResult`` (before the server signs its ``requestState``)."""
-        result: dict[str, Any] = {"resultType": "input_required", "inputRequests": self.requests}
-        if self.state is not None:
-            result["requestState"] = self.state
-        return result
-
-    def __repr__(self) -> str:
-        return f"InputRequired({sorted(self.requests)!r}, state={'set' if self.state is not None else None})"
-
-
-class MissingClientCapability(JsonRpcError):
-    """-32021: the request needs a client capability its ``_meta`` did not declare.
-
-    Raised through a tool call (``tools.Tool.call`` must let it pass) it becomes the
-    request's error answer, HTTP 400.
-    """
-
-    def __init__(self, *capabilities: str) -> None:
-        super().__init__(
-            MISSING_REQUIRED_CLIENT_CAPABILITY,
-            f"Missing required client capability: {', '.join(capabilities)}",
-            {"requiredCapabilities": {name: {} for name in capabilities}},
-        )
-
-
-def require_client_capability(session: Optional[SessionState], capability: str) -> None:
-    """In a 2026-07-28 request, raise MissingClientCapability unless its ``_meta`` declared
-    ``capability`` ("sampling", "elicitation", "roots"); in any other request, nothing."""
-    if isinstance(session, RequestSession) and capability not in session.client_capabilities:
-        raise MissingClientCapability(capability)
-
-
-@dataclasses.dataclass(frozen=True)
 class Envelope:
     """The protocol fields of one request's ``_meta``."""
 
-    protocol_version: Any
-    client_capabilities: dict[str, Any]
-    client_info: Optional[dict[str, Any]] = None
-    log_level: Optional[str] = None
+    __slots__ = ("protocol_version", "client_capabilities", "client_info", "log_level")
+
+    def __init__(self, protocol_version: Any, client_capabilities: dict[str, Any],
+                 client_info: Optional[dict[str, Any]] = None, log_level: Optional[str] = None) -> None:
+        self.protocol_version = protocol_version
+        self.client_capabilities = client_capabilities
+        self.client_info = client_info
+        self.log_level = log_level
 
 
 def supported_versions() -> list[str]:
     """Every version this server speaks, newest first: the modern ones, then the handshake ones."""
-    from .protocol import SUPPORTED_VERSIONS  # imported late: protocol imports this module
-
     return [*MODERN_VERSIONS, *SUPPORTED_VERSIONS]
 
 
@@ -223,8 +133,6 @@ def is_modern(payload: Any, protocol_version_header: Optional[str]) -> bool:
             return True
         if _meta_version(payload) is None:  # the handshake era's usual case, decided cheaply
             return False
-        from .protocol import SUPPORTED_VERSIONS
-
         return header not in SUPPORTED_VERSIONS
     return _meta_version(payload) is not None
 
@@ -422,15 +330,6 @@ def check_param_headers(input_schema: Any, arguments: Any, headers: Mapping[str,
     return None
 
 
-def _check_tool_params(payload: Mapping[str, Any], ctx: "RequestContext") -> Optional[JsonRpcError]:
-    params = payload.get("params")
-    name = params.get("name") if isinstance(params, dict) else None
-    tool = ctx.registry.get(name) if isinstance(name, str) else None
-    if tool is None or not ctx.can_use(tool):
-        return None  # the call itself says "Unknown tool"
-    return check_param_headers(tool.input_schema, params.get("arguments"), ctx.headers)  # type: ignore[union-attr]
-
-
 def check_version(version: Any) -> None:
     """Raise -32602 for a version that is not a string, -32022 for one this server does not speak."""
     if not isinstance(version, str):
@@ -439,48 +338,19 @@ def check_version(version: Any) -> None:
         raise unsupported_version(version)
 
 
-def server_info(ctx: "RequestContext") -> dict[str, Any]:
+def server_info(ctx: RequestContext) -> dict[str, Any]:
     return {"name": ctx.settings.server_name, "version": ctx.server_version}
 
 
-def capabilities(ctx: "RequestContext") -> dict[str, Any]:
+def modern_capabilities(offered: Mapping[str, Any]) -> dict[str, Any]:
     """What this server offers a 2026-07-28 client: the handshake era's capabilities, less
-    what this era would deliver on ``subscriptions/listen`` (not implemented), and only
-    for methods that answer."""
-    from . import protocol
-
-    offered: dict[str, Any] = {}
-    for name, value in protocol._capabilities(ctx).items():
-        method = _CAPABILITY_METHODS.get(name)
-        if method is not None and method not in protocol._METHODS:
-            continue
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in ("listChanged", "subscribe")}
-        offered[name] = value
-    return offered
+    what this era would deliver on ``subscriptions/listen`` (not implemented)."""
+    return {name: ({k: v for k, v in value.items() if k not in ("listChanged", "subscribe")}
+                   if isinstance(value, dict) else value)
+            for name, value in offered.items()}
 
 
-def _discover(params: Mapping[str, Any], ctx: "RequestContext", request_id: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "supportedVersions": supported_versions(),
-        "capabilities": capabilities(ctx),
-    }
-    if ctx.settings.instructions:
-        result["instructions"] = ctx.settings.instructions
-    return result
-
-
-def _handler(method: str) -> Any:
-    from . import protocol
-
-    if method == "server/discover":
-        return _discover
-    if method in REMOVED_METHODS:
-        return None
-    return protocol._METHODS.get(method)
-
-
-def decorate(method: str, result: dict[str, Any], ctx: "RequestContext") -> dict[str, Any]:
+def decorate(method: str, result: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """A handler's result as 2026-07-28 sends it: ``resultType``, cache hints where the
     method is cacheable, and the server's identity in ``_meta``."""
     result = dict(result)
@@ -493,13 +363,6 @@ def decorate(method: str, result: dict[str, Any], ctx: "RequestContext") -> dict
     meta.setdefault(META_SERVER_INFO, server_info(ctx))
     result["_meta"] = meta
     return result
-
-
-def translate_error(error: JsonRpcError) -> JsonRpcError:
-    """A handler's error as this era spells it: -32002 (resource not found) became -32602."""
-    if error.code == _RESOURCE_NOT_FOUND_2025:
-        return JsonRpcError(INVALID_PARAMS, error.message, error.data)
-    return error
 
 
 def _state_mac(method: str, subject: Any, body: str) -> str:
@@ -531,7 +394,7 @@ def verify_state(method: str, params: Mapping[str, Any], token: Any) -> str:
     raise JsonRpcError(INVALID_PARAMS, "Invalid params: requestState failed its integrity check")
 
 
-def read_input(method: str, params: Mapping[str, Any], session: RequestSession) -> None:
+def read_input(method: str, params: Mapping[str, Any], session: RequestState) -> None:
     """Put a retry's ``inputResponses`` and (verified) ``requestState`` on the session; -32602 when malformed."""
     if method not in INPUT_REQUIRED_METHODS:
         return  # other methods never ask for input: extra params are ignored, as any others
@@ -544,14 +407,14 @@ def read_input(method: str, params: Mapping[str, Any], session: RequestSession) 
         session.request_state = verify_state(method, params, params["requestState"])
 
 
-def _input_required(method: str, params: Mapping[str, Any], result: dict[str, Any],
-                    envelope: Envelope) -> dict[str, Any]:
+def _seal_input_required(method: str, params: Mapping[str, Any], result: dict[str, Any],
+                         session: RequestState) -> dict[str, Any]:
     """Check and seal an InputRequiredResult a handler gave: allowed method, declared capabilities, signed state."""
     if method not in INPUT_REQUIRED_METHODS:
         raise TypeError(f"{method} cannot answer with an input-required result")
     requests = result.get("inputRequests") or {}
     missing = sorted({INPUT_REQUEST_CAPABILITIES.get(request.get("method"), "") for request in requests.values()}
-                     - set(envelope.client_capabilities))
+                     - set(session.client_capabilities))
     if missing:
         raise MissingClientCapability(*missing)
     result = dict(result)
@@ -560,63 +423,76 @@ def _input_required(method: str, params: Mapping[str, Any], result: dict[str, An
     return result
 
 
-def _session_for(ctx: "RequestContext", envelope: Envelope) -> RequestSession:
-    session = ctx.session if isinstance(ctx.session, RequestSession) else RequestSession()
-    session.log_level = envelope.log_level  # absent: no notifications/message for this request
-    session.client_capabilities = envelope.client_capabilities
-    session.client_info = envelope.client_info
-    session.protocol_version = envelope.protocol_version
-    return session
+def translate_error(error: JsonRpcError) -> JsonRpcError:
+    """A handler's error as this era spells it (-32002, resource not found, became -32602),
+    carrying this era's HTTP status for it."""
+    if error.code == _RESOURCE_NOT_FOUND_2025:
+        error = JsonRpcError(INVALID_PARAMS, error.message, error.data)
+    error.status = http_status(error.code)
+    return error
 
 
-def handle(payload: Any, ctx: "RequestContext") -> Optional[dict[str, Any]]:
-    """Answer one 2026-07-28 POST body: a response object, or None for a notification (HTTP 202).
+def before(payload: Any, ctx: RequestContext) -> Optional[RequestContext]:
+    """The 2026-07-28 step before dispatch: the request's context (with a ``RequestState``
+    built from its ``_meta``), or None for a notification (accepted and dropped, HTTP 202).
 
-    Raises JsonRpcError for every error answer, so the transport can give each its
-    status (``http_status``): the body is the error with the request's id.
+    Raises JsonRpcError, with its HTTP status, for a body, envelope, header or version
+    this era refuses.
     """
-    if not isinstance(payload, dict):
-        raise JsonRpcError(
-            INVALID_REQUEST,
-            "Invalid Request: protocol version 2026-07-28 takes one JSON-RPC request or notification per POST",
-        )
-    kind = jsonrpc.classify(payload)
-    if kind == jsonrpc.RESPONSE:
-        raise JsonRpcError(INVALID_REQUEST, "Invalid Request: protocol version 2026-07-28 clients send no responses")
-    if kind == jsonrpc.NOTIFICATION:
-        # The revision defines no client notifications over HTTP (cancelling is closing
-        # the stream): accepted and dropped, as long as the version is one we speak.
-        header = ctx.protocol_version_header
-        if header is not None and header.strip() not in MODERN_VERSIONS:
-            raise unsupported_version(header.strip())
-        return None
-    envelope = read_envelope(payload)
-    mismatch = check_headers(ctx.headers, payload, envelope.protocol_version)
-    if mismatch is not None:
-        raise mismatch
-    check_version(envelope.protocol_version)
-    method = payload["method"]
-    if method == "tools/call":
-        mismatch = _check_tool_params(payload, ctx)
+    try:
+        if not isinstance(payload, dict):
+            raise JsonRpcError(
+                INVALID_REQUEST,
+                "Invalid Request: protocol version 2026-07-28 takes one JSON-RPC request or notification per POST",
+            )
+        kind = jsonrpc.classify(payload)
+        if kind == jsonrpc.RESPONSE:
+            raise JsonRpcError(INVALID_REQUEST, "Invalid Request: protocol version 2026-07-28 clients send no responses")
+        if kind == jsonrpc.NOTIFICATION:
+            # The revision defines no client notifications over HTTP (cancelling is closing
+            # the stream): accepted and dropped, as long as the version is one we speak.
+            header = ctx.protocol_version_header
+            if header is not None and header.strip() not in MODERN_VERSIONS:
+                raise unsupported_version(header.strip())
+            return None
+        envelope = read_envelope(payload)
+        mismatch = check_headers(ctx.headers, payload, envelope.protocol_version)
         if mismatch is not None:
             raise mismatch
-    handler = _handler(method)
-    if handler is None:
-        raise JsonRpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
-    session = _session_for(ctx, envelope)
+        check_version(envelope.protocol_version)
+        session = ctx.session if isinstance(ctx.session, RequestState) else RequestState(ctx.grant)
+        session.log_level = envelope.log_level  # absent: no notifications/message for this request
+        session.client_capabilities = envelope.client_capabilities
+        session.client_info = envelope.client_info
+        session.protocol_version = envelope.protocol_version
+        read_input(payload["method"], payload.get("params") or {}, session)
+    except JsonRpcError as exc:
+        raise translate_error(exc) from None
+    return ctx.replace(session=session, session_id=None)
+
+
+def after(payload: Mapping[str, Any], answer: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    """The 2026-07-28 step after dispatch: the answer as this era sends it. An error
+    answer is raised (JsonRpcError with its HTTP status); a result gets ``resultType``,
+    cache hints and the ``serverInfo`` stamp, an input-required one is sealed."""
+    error = answer.get("error")
+    if error is not None:
+        refusal = translate_error(JsonRpcError(error["code"], error["message"], error.get("data")))
+        if refusal.status == 200:  # an internal error: answered as any result is
+            return jsonrpc.error(answer["id"], refusal)
+        raise refusal
+    method = payload["method"]
     params = payload.get("params") or {}
-    read_input(method, params, session)
-    request_ctx = dataclasses.replace(ctx, session=session, session_id=None)
-    request_id = payload["id"]
+    result = answer["result"]
     try:
-        result = handler(params, request_ctx, request_id)
         if isinstance(result, InputRequired):
             result = result.to_result()
         if result.get("resultType") == "input_required":
-            result = _input_required(method, params, result, envelope)
+            assert isinstance(ctx.session, RequestState)
+            result = _seal_input_required(method, params, result, ctx.session)
     except JsonRpcError as exc:
         raise translate_error(exc) from None
-    except Exception:  # a bug of ours: answer it, never with the traceback
-        _log.exception("internal error while handling %s", method)
-        return jsonrpc.error(request_id, JsonRpcError(INTERNAL_ERROR, "Internal error"))
-    return jsonrpc.result(request_id, decorate(method, result, ctx))
+    except Exception:  # a bug of ours (or a handler's): answer it, never with the traceback
+        _log.exception("internal error while answering %s", method)
+        return jsonrpc.error(answer["id"], JsonRpcError(jsonrpc.INTERNAL_ERROR, "Internal error"))
+    return jsonrpc.result(answer["id"], decorate(method, result, ctx))

@@ -17,15 +17,16 @@ from typing import Any, Optional
 import pytest
 
 import loopback
-from loopback import http11, protocol, revision_2026
-from loopback.context import Context, SessionState
+from loopback import eras, http11, protocol
+from loopback.context import ClientState, Context, RequestState, require_client_capability
+from loopback.jsonrpc import MissingClientCapability
 from loopback.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError
 from loopback.protocol import RequestContext, handle_payload
-from loopback.revision_2026 import (
+from loopback.eras import (
     HEADER_MISMATCH,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     UNSUPPORTED_PROTOCOL_VERSION,
-    RequestSession,
+
 )
 from loopback.settings import Settings
 from loopback.tools import ToolRegistry
@@ -58,7 +59,7 @@ def body(method: str, params: Optional[dict[str, Any]] = None, *, envelope: Opti
 def headers_for(message: dict[str, Any], **override: Optional[str]) -> dict[str, str]:
     """The routing headers a conforming client sends for ``message`` (None in override: left out)."""
     headers = {"MCP-Protocol-Version": MODERN, "Mcp-Method": message["method"]}
-    key = revision_2026.NAME_BEARING_METHODS.get(message["method"])
+    key = eras.NAME_BEARING_METHODS.get(message["method"])
     if key is not None and key in message.get("params", {}):
         headers["Mcp-Name"] = message["params"][key]
     for name, value in override.items():
@@ -71,14 +72,14 @@ def headers_for(message: dict[str, Any], **override: Optional[str]) -> dict[str,
 
 
 def ctx_for(headers: dict[str, str], registry: Optional[ToolRegistry] = None, *,
-            session: Optional[SessionState] = None, notify: Any = None, **settings: Any) -> RequestContext:
+            session: Optional[ClientState] = None, notify: Any = None, **settings: Any) -> RequestContext:
     return RequestContext(
         registry=registry if registry is not None else make_registry(),
         settings=Settings(**settings),
         protocol_version_header=next((v for k, v in headers.items() if k.lower() == "mcp-protocol-version"), None),
         headers=headers,
         server_version=loopback.__version__,
-        session=session if session is not None else SessionState(),
+        session=session if session is not None else ClientState(),
         notify=notify,
     )
 
@@ -110,15 +111,15 @@ def refusal(message: Any, headers: Optional[dict[str, str]] = None, **override: 
     ([body("tools/list")], "2025-03-26", False),
 ])
 def test_the_era_is_chosen_by_how_the_client_opens(payload: Any, header: Optional[str], modern: bool) -> None:
-    assert revision_2026.is_modern(payload, header) is modern
+    assert eras.is_modern(payload, header) is modern
 
 
 def test_get_and_delete_are_refused_only_in_the_modern_era() -> None:
-    assert revision_2026.refuses_http_method("GET", MODERN)
-    assert revision_2026.refuses_http_method("DELETE", f" {MODERN} ")
-    assert not revision_2026.refuses_http_method("POST", MODERN)
-    assert not revision_2026.refuses_http_method("GET", "2025-11-25")
-    assert not revision_2026.refuses_http_method("GET", None)
+    assert eras.refuses_http_method("GET", MODERN)
+    assert eras.refuses_http_method("DELETE", f" {MODERN} ")
+    assert not eras.refuses_http_method("POST", MODERN)
+    assert not eras.refuses_http_method("GET", "2025-11-25")
+    assert not eras.refuses_http_method("GET", None)
 
 
 @pytest.mark.parametrize(("code", "status"), [
@@ -127,7 +128,7 @@ def test_get_and_delete_are_refused_only_in_the_modern_era() -> None:
     (UNSUPPORTED_PROTOCOL_VERSION, 400),
 ])
 def test_http_status_of_each_error(code: Optional[int], status: int) -> None:
-    assert revision_2026.http_status(code) == status
+    assert eras.http_status(code) == status
 
 
 # -- the per-request _meta envelope -----------------------------------------------------
@@ -167,7 +168,7 @@ def test_a_version_that_is_not_a_string_is_invalid_params() -> None:
     message = body("tools/list", envelope=meta(version=20260728))
     assert refusal(message, headers={"Mcp-Method": "tools/list"}).code == HEADER_MISMATCH  # no header: mismatch first
     with pytest.raises(JsonRpcError) as info:
-        revision_2026.check_version(20260728)
+        eras.check_version(20260728)
     assert info.value.code == INVALID_PARAMS
 
 
@@ -178,13 +179,13 @@ def test_an_unsupported_version_gets_the_supported_list_and_the_request_echoed()
     message = body("server/discover", envelope=meta(version="v999.0.0"), id=301)
     error = refusal(message, MCP_Protocol_Version="v999.0.0")
     assert error.code == UNSUPPORTED_PROTOCOL_VERSION
-    assert error.data == {"supported": revision_2026.supported_versions(), "requested": "v999.0.0"}
+    assert error.data == {"supported": eras.supported_versions(), "requested": "v999.0.0"}
     discovered = answer(body("server/discover"))["result"]["supportedVersions"]
     assert set(error.data["supported"]) <= set(discovered)
 
 
 def test_supported_versions_name_both_eras_newest_first() -> None:
-    assert revision_2026.supported_versions() == [MODERN, *protocol.SUPPORTED_VERSIONS]
+    assert eras.supported_versions() == [MODERN, *protocol.SUPPORTED_VERSIONS]
 
 
 def test_a_header_that_disagrees_with_meta_is_a_header_mismatch_not_an_unsupported_version() -> None:
@@ -224,18 +225,18 @@ def test_header_names_are_case_insensitive_and_values_may_be_base64() -> None:
     assert handle_payload(message, ctx_for(headers))["result"]["content"][0]["text"] == "hi"
     name = "wörd count"
     encoded = "=?base64?" + base64.b64encode(name.encode()).decode() + "?="
-    assert revision_2026.decode_header_value(encoded) == name
-    assert revision_2026.check_headers(
+    assert eras.decode_header_value(encoded) == name
+    assert eras.check_headers(
         {"MCP-Protocol-Version": MODERN, "Mcp-Method": "prompts/get", "Mcp-Name": encoded},
         {"method": "prompts/get", "params": {"name": name}}, MODERN) is None
 
 
 def test_a_header_value_with_control_characters_never_matches() -> None:
-    assert revision_2026.decode_header_value("add\x7f") is None
-    assert revision_2026.decode_header_value("=?base64?YWRk?=") == "add"
-    assert revision_2026.decode_header_value("=?base64?YWR=?=") is None  # non-canonical: "ad" is YWQ=
-    assert revision_2026.decode_header_value("=?base64?YWRkZQ=?=") is None  # bad padding
-    assert revision_2026.decode_header_value("=?base64?/w==?=") is None  # not UTF-8
+    assert eras.decode_header_value("add\x7f") is None
+    assert eras.decode_header_value("=?base64?YWRk?=") == "add"
+    assert eras.decode_header_value("=?base64?YWR=?=") is None  # non-canonical: "ad" is YWQ=
+    assert eras.decode_header_value("=?base64?YWRkZQ=?=") is None  # bad padding
+    assert eras.decode_header_value("=?base64?/w==?=") is None  # not UTF-8
 
 
 def test_a_routing_header_sent_twice_is_a_header_mismatch() -> None:
@@ -252,18 +253,18 @@ def test_mcp_name_is_ignored_on_methods_that_name_nothing() -> None:
 # -- methods ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", sorted(revision_2026.REMOVED_METHODS) + ["unknown/method", "subscriptions/listen"])
+@pytest.mark.parametrize("method", sorted(eras.REMOVED_METHODS) + ["unknown/method", "subscriptions/listen"])
 def test_removed_and_unknown_methods_are_method_not_found(method: str) -> None:
     error = refusal(body(method, id=500))
     assert error.code == METHOD_NOT_FOUND and method in error.message
-    assert revision_2026.http_status(error.code) == 404
+    assert eras.http_status(error.code) == 404
 
 
 def test_discover_advertises_versions_capabilities_identity_and_cache_hints() -> None:
     registry = make_registry()
     message = body("server/discover", id="discover-1")
     result = handle_payload(message, ctx_for(headers_for(message), registry, instructions="Use add."))["result"]
-    assert result["supportedVersions"] == revision_2026.supported_versions()
+    assert result["supportedVersions"] == eras.supported_versions()
     assert result["resultType"] == "complete"
     assert result["ttlMs"] == 0 and result["cacheScope"] == "private"
     assert result["_meta"][SERVER_INFO] == {"name": "loopback", "version": loopback.__version__}
@@ -275,7 +276,7 @@ def test_discover_advertises_versions_capabilities_identity_and_cache_hints() ->
         assert "listChanged" not in value and "subscribe" not in value
     for name, method in (("prompts", "prompts/list"), ("resources", "resources/list"),
                          ("completions", "completion/complete")):
-        assert (name in capabilities) == (method in protocol._METHODS)
+        assert (name in capabilities) == (method in protocol.METHODS)
 
 
 def test_discover_omits_instructions_when_there_are_none() -> None:
@@ -288,15 +289,15 @@ def test_advertised_tools_answer() -> None:
     assert "tools" in capabilities and {tool["name"] for tool in listed["tools"]} == {"add", "echo", "fail"}
 
 
-@pytest.mark.parametrize("method", sorted(revision_2026.CACHEABLE_METHODS))
+@pytest.mark.parametrize("method", sorted(eras.CACHEABLE_METHODS))
 def test_cacheable_results_carry_cache_hints(method: str) -> None:
-    result = revision_2026.decorate(method, {"x": 1}, ctx_for({}))
+    result = eras.decorate(method, {"x": 1}, ctx_for({}))
     assert result == {"x": 1, "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
                       "_meta": {SERVER_INFO: {"name": "loopback", "version": loopback.__version__}}}
 
 
 def test_a_result_keeps_its_own_meta_and_result_type() -> None:
-    result = revision_2026.decorate("tools/call", {"resultType": "input_required", "_meta": {"k": 1}}, ctx_for({}))
+    result = eras.decorate("tools/call", {"resultType": "input_required", "_meta": {"k": 1}}, ctx_for({}))
     assert result["resultType"] == "input_required" and "ttlMs" not in result and "cacheScope" not in result
     assert result["_meta"]["k"] == 1 and SERVER_INFO in result["_meta"]
 
@@ -313,7 +314,7 @@ def test_tool_calls_and_lists_answer_with_result_type() -> None:
 def test_handler_errors_keep_the_request_id_and_resource_not_found_is_invalid_params() -> None:
     error = refusal(body("tools/call", {"name": "nope"}))
     assert error.code == INVALID_PARAMS and "nope" in error.message
-    translated = revision_2026.translate_error(JsonRpcError(-32002, "Resource not found", {"uri": "x://y"}))
+    translated = eras.translate_error(JsonRpcError(-32002, "Resource not found", {"uri": "x://y"}))
     assert (translated.code, translated.message, translated.data) == (INVALID_PARAMS, "Resource not found", {"uri": "x://y"})
 
 
@@ -352,7 +353,7 @@ def test_log_messages_only_when_this_request_asks_for_them() -> None:
     seen: list[Context] = []
     sent: list[dict[str, Any]] = []
     registry = _logging_registry(seen)
-    shared = SessionState()
+    shared = ClientState()
     shared.log_level = "debug"  # a handshake-era session's level must not leak into the stateless era
     message = body("tools/call", {"name": "chatty"})
     handle_payload(message, ctx_for(headers_for(message), registry, session=shared, notify=sent.append))
@@ -374,18 +375,18 @@ def test_nothing_is_remembered_between_requests() -> None:
         message = body("tools/call", {"name": "chatty"})
         handle_payload(message, ctx_for(headers_for(message), registry))
     sessions = [c._session for c in seen]
-    assert isinstance(sessions[0], RequestSession) and sessions[0] is not sessions[1]
+    assert isinstance(sessions[0], RequestState) and sessions[0] is not sessions[1]
 
 
 def test_a_request_session_from_the_transport_is_used_so_closing_the_stream_can_cancel() -> None:
-    session = RequestSession()
+    session = RequestState()
     observed: list[bool] = []
     registry = ToolRegistry()
 
     @registry.tool
     def long(ctx: loopback.Context) -> str:
         """Sees itself in flight, is cancelled as a transport would cancel it."""
-        assert session.cancel(None, "call-1")  # what the transport does when the client goes away
+        assert session.cancel("call-1")  # what the transport does when the client goes away
         observed.append(ctx.cancelled)
         return "late"
 
@@ -456,8 +457,8 @@ def test_http_refusals_carry_the_request_id(modern_client: Client, message: dict
                                             override: dict[str, Optional[str]], code: int) -> None:
     status, _, answer_ = _post(modern_client, message, **override)
     assert answer_["id"] == message["id"] and answer_["error"]["code"] == code
-    # 400 today for all of them; 404 for -32601 once the transport asks revision_2026.http_status.
-    assert status in (400, revision_2026.http_status(code))
+    # 400 today for all of them; 404 for -32601 once the transport asks eras.http_status.
+    assert status in (400, eras.http_status(code))
 
 
 def test_http_modern_notification_is_accepted(modern_client: Client) -> None:
@@ -506,23 +507,23 @@ def test_python_sdk_auto_mode_speaks_2026(server: loopback.LoopbackServer) -> No
 
 
 def test_a_missing_client_capability_names_it_as_an_object() -> None:
-    declared = RequestSession()
+    declared = RequestState()
     declared.client_capabilities = {"elicitation": {}}
-    revision_2026.require_client_capability(declared, "elicitation")
-    with pytest.raises(revision_2026.MissingClientCapability) as info:
-        revision_2026.require_client_capability(declared, "sampling")
+    require_client_capability(declared, "elicitation")
+    with pytest.raises(MissingClientCapability) as info:
+        require_client_capability(declared, "sampling")
     assert info.value.code == MISSING_REQUIRED_CLIENT_CAPABILITY
     assert info.value.data == {"requiredCapabilities": {"sampling": {}}}
-    assert revision_2026.http_status(info.value.code) == 400
-    revision_2026.require_client_capability(SessionState(), "sampling")  # handshake era: initialize decides
+    assert eras.http_status(info.value.code) == 400
+    require_client_capability(ClientState(), "sampling")  # handshake era: initialize decides
 
 
 def test_a_missing_capability_raised_by_a_handler_is_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     def needs_sampling(params: Any, context: RequestContext, request_id: Any) -> dict[str, Any]:
-        revision_2026.require_client_capability(context.session, "sampling")
+        require_client_capability(context.session, "sampling")
         return {"ok": True}
 
-    monkeypatch.setitem(protocol._METHODS, "test/needs-sampling", needs_sampling)
+    monkeypatch.setitem(protocol.METHODS, "test/needs-sampling", needs_sampling)
     message = body("test/needs-sampling", id=401)
     with pytest.raises(JsonRpcError) as info:
         handle_payload(message, ctx_for(headers_for(message)))
@@ -549,33 +550,33 @@ CAN_ELICIT = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
 ])
 def test_input_required_refuses_what_no_client_can_answer(requests: Any, state: Any, error: type) -> None:
     with pytest.raises(error):
-        revision_2026.InputRequired(requests, state)
+        loopback.InputRequired(requests, state)
 
 
 def test_input_required_result_shape() -> None:
-    value = revision_2026.InputRequired({"client_roots": {"method": "roots/list"}}, state="s")
+    value = loopback.InputRequired({"client_roots": {"method": "roots/list"}}, state="s")
     assert value.to_result() == {"resultType": "input_required",
                                  "inputRequests": {"client_roots": {"method": "roots/list", "params": {}}},
                                  "requestState": "s"}
-    assert revision_2026.InputRequired({}, state="only state").to_result()["requestState"] == "only state"
+    assert loopback.InputRequired({}, state="only state").to_result()["requestState"] == "only state"
 
 
 @pytest.fixture
-def asking_tool(monkeypatch: pytest.MonkeyPatch) -> list[RequestSession]:
+def asking_tool(monkeypatch: pytest.MonkeyPatch) -> list[RequestState]:
     """``tools/call`` answered as a tool returning InputRequired would be (tools.py turns the
     value into its result); records the session each round saw."""
-    seen: list[RequestSession] = []
+    seen: list[RequestState] = []
 
     def call(params: Any, context: RequestContext, request_id: Any) -> Any:
         session = context.session
-        assert isinstance(session, RequestSession)
+        assert isinstance(session, RequestState)
         seen.append(session)
         answer = session.input_responses.get("user_name")
         if answer is None:
-            return revision_2026.InputRequired({"user_name": ELICIT}, state=f"round-{len(seen)}")
+            return loopback.InputRequired({"user_name": ELICIT}, state=f"round-{len(seen)}")
         return {"content": [{"type": "text", "text": f"Hello, {answer['content']['name']}!"}], "isError": False}
 
-    monkeypatch.setitem(protocol._METHODS, "tools/call", call)
+    monkeypatch.setitem(protocol.METHODS, "tools/call", call)
     return seen
 
 
@@ -584,7 +585,7 @@ def _call(params: dict[str, Any], envelope: Optional[dict[str, Any]] = None, nam
     return handle_payload(message, ctx_for(headers_for(message)))
 
 
-def test_a_round_trip_through_an_input_required_result(asking_tool: list[RequestSession]) -> None:
+def test_a_round_trip_through_an_input_required_result(asking_tool: list[RequestState]) -> None:
     first = _call({"arguments": {}})["result"]
     assert first["resultType"] == "input_required" and first["inputRequests"] == {"user_name": ELICIT}
     assert first["requestState"] != "round-1" and "round-1" not in first["requestState"]  # sealed, opaque
@@ -598,7 +599,7 @@ def test_a_round_trip_through_an_input_required_result(asking_tool: list[Request
     assert asking_tool[0].input_responses == {} and asking_tool[0].request_state is None
 
 
-def test_wrong_answers_are_asked_again(asking_tool: list[RequestSession]) -> None:
+def test_wrong_answers_are_asked_again(asking_tool: list[RequestState]) -> None:
     again = _call({"inputResponses": {"wrong_key": {"action": "accept", "content": {}}}})["result"]
     assert again["resultType"] == "input_required"
 
@@ -609,7 +610,7 @@ def test_wrong_answers_are_asked_again(asking_tool: list[RequestSession]) -> Non
     lambda state: "not a state",
     lambda state: 42,
 ])
-def test_a_tampered_request_state_is_refused(asking_tool: list[RequestSession], tamper: Any) -> None:
+def test_a_tampered_request_state_is_refused(asking_tool: list[RequestState], tamper: Any) -> None:
     state = _call({})["result"]["requestState"]
     with pytest.raises(JsonRpcError) as info:
         _call({"inputResponses": {"user_name": {"action": "accept", "content": {"name": "x"}}},
@@ -618,7 +619,7 @@ def test_a_tampered_request_state_is_refused(asking_tool: list[RequestSession], 
     assert len(asking_tool) == 1  # the tool never ran with it
 
 
-def test_a_request_state_is_good_only_for_the_request_it_came_from(asking_tool: list[RequestSession]) -> None:
+def test_a_request_state_is_good_only_for_the_request_it_came_from(asking_tool: list[RequestState]) -> None:
     state = _call({}, name="ask")["result"]["requestState"]
     with pytest.raises(JsonRpcError) as info:
         _call({"requestState": state}, name="other")
@@ -626,13 +627,13 @@ def test_a_request_state_is_good_only_for_the_request_it_came_from(asking_tool: 
 
 
 @pytest.mark.parametrize("responses", [{"user_name": 12345}, None, [], "yes"])
-def test_malformed_input_responses_are_invalid_params(asking_tool: list[RequestSession], responses: Any) -> None:
+def test_malformed_input_responses_are_invalid_params(asking_tool: list[RequestState], responses: Any) -> None:
     with pytest.raises(JsonRpcError) as info:
         _call({"inputResponses": responses})
     assert info.value.code == INVALID_PARAMS and not asking_tool
 
 
-def test_input_requests_need_the_capability_declared_in_this_request(asking_tool: list[RequestSession]) -> None:
+def test_input_requests_need_the_capability_declared_in_this_request(asking_tool: list[RequestState]) -> None:
     with pytest.raises(JsonRpcError) as info:
         _call({}, envelope=meta(**{"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}))
     assert info.value.code == MISSING_REQUIRED_CLIENT_CAPABILITY
@@ -640,8 +641,8 @@ def test_input_requests_need_the_capability_declared_in_this_request(asking_tool
 
 
 def test_only_calls_reads_and_prompts_may_ask_for_input(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(protocol._METHODS, "tools/list",
-                        lambda params, context, request_id: revision_2026.InputRequired({"k": ELICIT}))
+    monkeypatch.setitem(protocol.METHODS, "tools/list",
+                        lambda params, context, request_id: loopback.InputRequired({"k": ELICIT}))
     answer_ = handle_payload(body("tools/list", envelope=meta(**CAN_ELICIT)),
                              ctx_for(headers_for(body("tools/list"))))
     assert answer_["error"]["code"] == -32603 and "result" not in answer_
@@ -719,8 +720,8 @@ def test_disagreeing_param_headers_are_header_mismatch(arguments: dict[str, Any]
 
 
 def test_a_null_argument_expects_no_param_header() -> None:
-    assert revision_2026.check_param_headers(SQL_SCHEMA, {"region": None}, {}) is None
-    assert revision_2026.check_param_headers(SQL_SCHEMA, {"region": None}, {"Mcp-Param-Region": "x"}) is not None
+    assert eras.check_param_headers(SQL_SCHEMA, {"region": None}, {}) is None
+    assert eras.check_param_headers(SQL_SCHEMA, {"region": None}, {"Mcp-Param-Region": "x"}) is not None
 
 
 def test_a_param_header_sent_twice_is_header_mismatch() -> None:

@@ -27,7 +27,6 @@ import pytest
 import loopback
 from loopback.server import LoopbackServer
 from loopback.settings import Settings
-from loopback.transport import McpRequestHandler
 
 from conftest import Client, _loopback_threads, make_registry, raw_request, session_of, status_of, wait_for
 
@@ -627,7 +626,6 @@ def test_keep_alive_serves_100_calls_on_one_connection(main: LoopbackServer) -> 
 
 
 def test_responses_are_not_stalled_by_nagle(main: LoopbackServer) -> None:
-    assert McpRequestHandler.disable_nagle_algorithm is True
     client = Client(main.port, main.token)
     try:
         client.rpc("ping")

@@ -1,0 +1,441 @@
+"""One client connection: the loop that reads a request, asks the policy, reads the body,
+dispatches, and writes the answer once.
+
+Owns: ``Endpoint`` (everything one server's connections share, passed explicitly:
+settings, tools, tokens, sessions, the per-grant client states, the disconnect
+watcher, the set of idle connections the connection cap may close) and
+``Connection``: HTTP/1.1 keep-alive with each response built whole and written with
+one send; the time limits (the idle limit as the kernel's socket timeouts, the head
+and body deadlines as Python ones only while they run); reading the head
+(``http11.head_end``) and the body (``http11`` receivers); which ``ClientState``
+serves a request (its session's, a fresh one per 2026-07-28 request, or its grant's
+own); sessions made by ``initialize`` and ended by ``DELETE``.
+Must not know: the admission rules (``admission``), the head syntax (``http11``), MCP
+methods (``protocol.plan`` says what the shell needs), or how streams are framed
+(``streams``, ``sessions``).
+
+A refusal given before an announced body was read closes the connection: those
+unread bytes must never be parsed as the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import struct
+import threading
+import time
+from typing import Any, Callable, Optional, Union
+
+from . import admission, eras, http11, jsonrpc, protocol, streams, workers
+from .admission import SESSION_HEADER, Admission, Preflight
+from .auth import Grant, TokenStore
+from .context import ClientState, RequestContext, RequestState
+from .errors import HttpError, ProtocolError
+from .jsonrpc import JsonRpcError
+from .sessions import Session, SessionTable
+from .settings import Settings
+
+_log = logging.getLogger("loopback")
+
+_READ_CHUNK = 65536
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = (None, "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_date(timestamp: float) -> str:
+    """An IMF-fixdate (RFC 9110 5.6.7), English names whatever the locale."""
+    t = time.gmtime(timestamp)
+    return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
+
+class _ClientLeft(Exception):
+    """The client closed the connection, or a head or body missed its deadline."""
+
+
+class Endpoint:
+    """What every connection of one server shares. Built by the server, read by connections."""
+
+    def __init__(self, *, port: int, settings: Settings, registry: Any, tokens: Optional[TokenStore],
+                 version: str, extra_hosts: frozenset[str] = frozenset()) -> None:
+        self.port = port
+        self.settings = settings
+        self.registry = registry
+        self.tokens = tokens
+        self.version = version
+        self.extra_hosts = extra_hosts
+        self.sessions = SessionTable(settings)
+        self.watcher = streams.DisconnectWatcher(f"loopback-mcp:{port}:watch")
+        self.closing = False
+        self.writing: set[socket.socket] = set()  # a response is being written to these now
+        self.idle: dict[socket.socket, float] = {}  # waiting for a request: since when
+        self._states: dict[Optional[Grant], ClientState] = {}  # requests outside a session, per grant
+        self._states_lock = threading.Lock()
+        self._date: tuple[int, str] = (-1, "")
+        self.runner = workers.deadline_runner(settings.tool_timeout) if settings.tool_timeout is not None else None
+        if tokens is not None:
+            tokens.on_end(self.end_principal)
+
+    def state_for(self, grant: Optional[Grant]) -> ClientState:
+        """The state of ``grant``'s requests that name no session (one per grant, never shared)."""
+        state = self._states.get(grant)
+        if state is None:
+            with self._states_lock:
+                state = self._states.get(grant)
+                if state is None:
+                    state = self._states[grant] = ClientState(grant)
+        return state
+
+    def states(self) -> list[ClientState]:
+        with self._states_lock:
+            return list(self._states.values())
+
+    def end_principal(self, grant: Grant) -> None:
+        """A grant ended (revoked or expired): its sessions, streams and waiting requests end."""
+        self.sessions.remove_principal(grant)
+        with self._states_lock:
+            state = self._states.pop(grant, None)
+        if state is not None:
+            state.end("the token was revoked")
+
+    def date(self) -> str:
+        """The Date header value, formatted once per second."""
+        now = int(time.time())
+        second, text = self._date
+        if second != now:
+            text = format_date(now)
+            self._date = (now, text)  # one tuple: never a half-updated pair
+        return text
+
+    def broadcast(self, method: str, params: Optional[dict[str, Any]] = None, *, uri: Optional[str] = None) -> int:
+        """Send a notification on every session's standalone stream (only the sessions
+        subscribed to ``uri`` when given); returns how many took it."""
+        message = jsonrpc.notification(method, params)
+        sent = 0
+        for session in self.sessions.sessions():
+            if uri is not None and uri not in session.state.subscriptions:
+                continue
+            sent += session.notify(message)
+        return sent
+
+
+class Connection(socketserver.BaseRequestHandler, streams.Writer):
+    """One connection, served on a thread of its own until the client or the server ends it."""
+
+    request: socket.socket
+    close_connection = True
+    http10 = False
+
+    def setup(self) -> None:
+        self.endpoint: Endpoint = self.server.endpoint  # type: ignore[attr-defined]
+        self.sock = self.request
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        # The idle limit is the kernel's (SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket):
+        # a Python-level socket timeout costs a poll() before every recv and send. Python
+        # timeouts are used only while a deadline runs (a slow head or body).
+        seconds = self.endpoint.settings.idle_timeout
+        whole = int(seconds)
+        self._kernel_timeout = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+        self._idle()
+        self._buffer = b""
+        self._seen_fields: dict[bytes, tuple[str, str]] = {}  # header lines of this connection
+        self._cors: tuple[tuple[str, str], ...] = ()
+        self._head_only = False
+        self._request_line = ""
+
+    def _idle(self) -> None:
+        """Back to the idle limit after a deadline: blocking I/O under the kernel's timeouts."""
+        sock = self.sock
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._kernel_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._kernel_timeout)
+
+    def handle(self) -> None:
+        endpoint = self.endpoint
+        try:
+            while not endpoint.closing:
+                self.close_connection = True
+                self._serve_one()
+                if self.close_connection:
+                    break
+        except (_ClientLeft, OSError) as exc:
+            _log.debug("connection from %s ended: %s", self.client_address[0], type(exc).__name__)
+        finally:
+            endpoint.idle.pop(self.sock, None)
+
+    # -- reading -------------------------------------------------------------
+
+    def _recv(self, deadline: Optional[float]) -> bytes:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _ClientLeft("deadline")
+            self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(_READ_CHUNK)
+        except (socket.timeout, BlockingIOError):
+            raise _ClientLeft("timeout") from None
+        if not data:
+            raise _ClientLeft("end of file")
+        return data
+
+    def _read_head(self) -> bytes:
+        """The next request head (without its blank line); the rest stays buffered."""
+        buffer = self._buffer
+        if not buffer:
+            idle = self.endpoint.idle
+            idle[self.sock] = time.monotonic()  # the connection cap may close it now
+            try:
+                buffer = self._recv(None)  # waits up to idle_timeout (the kernel's)
+            finally:
+                idle.pop(self.sock, None)
+        if buffer[:2] == b"\r\n":  # RFC 9112 2.2: ignore a stray CRLF before a request
+            buffer = buffer[2:]
+        elif buffer[:1] == b"\n":
+            buffer = buffer[1:]
+        deadline: Optional[float] = None
+        try:
+            while True:
+                try:
+                    found = http11.head_end(buffer)
+                except HttpError:
+                    self._buffer = b""
+                    raise
+                if found is not None:
+                    end, body = found
+                    self._buffer = buffer[body:]
+                    return buffer[:end]
+                # The first byte has come: the whole head gets body_timeout, in total, so
+                # a client trickling one byte at a time cannot pin this thread.
+                if deadline is None:
+                    deadline = time.monotonic() + self.endpoint.settings.body_timeout
+                buffer += self._recv(deadline)
+        finally:
+            if deadline is not None:
+                self._idle()
+
+    def _read_body(self, receiver: Union[http11.LengthReceiver, http11.ChunkedReceiver], expects_continue: bool) -> bytes:
+        """Feed the receiver until the body is whole; the rest stays buffered."""
+        self._buffer = receiver.feed(self._buffer)
+        if receiver.done:
+            return receiver.body()
+        if expects_continue:
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        deadline = time.monotonic() + self.endpoint.settings.body_timeout
+        try:
+            while not receiver.done:
+                try:
+                    data = self._recv(deadline)
+                except _ClientLeft as exc:
+                    if str(exc) in ("timeout", "deadline"):
+                        raise HttpError(408, "Request Timeout: the body did not arrive in time", close=True) from None
+                    raise
+                self._buffer = receiver.feed(data)
+        finally:
+            self._idle()
+        return receiver.body()
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        writing = self.endpoint.writing
+        writing.add(self.sock)  # close() may cut a write a client stopped reading
+        try:
+            self.sock.sendall(data)
+        finally:
+            writing.discard(self.sock)
+
+    def _fields(self, content_type: Optional[str], headers: tuple[tuple[str, str], ...]) -> list[str]:
+        fields = ["Server: loopback", f"Date: {self.endpoint.date()}"]
+        if content_type:
+            fields.append(f"Content-Type: {content_type}")
+        fields.extend(f"{name}: {value}" for name, value in (*self._cors, *headers))
+        return fields
+
+    def send(self, status: int, body: bytes = b"", content_type: Optional[str] = "application/json",
+             headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Write a whole response (head and body) with one send."""
+        if self.endpoint.closing:
+            self.close_connection = True
+        head = http11.response_head(status, self._fields(content_type if body else None, headers),
+                                    length=len(body), close=self.close_connection)
+        # A response to HEAD has no content (RFC 9110 9.3.2), only its Content-Length.
+        self.write(head if self._head_only else head + body)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug('%s "%s" %d %d', self.client_address[0], self._request_line, status, len(body))
+
+    def stream_head(self, fields: tuple[str, ...]) -> bytes:
+        return http11.response_head(200, [*self._fields(None, ()), *fields])
+
+    def end_response_early(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def refuse(self, error: ProtocolError, request_id: Any = None) -> None:
+        """An error answer: its status, and a JSON-RPC error body that clients can show."""
+        headers = error.headers if isinstance(error, HttpError) else ()
+        if isinstance(error, HttpError) and error.close:
+            self.close_connection = True
+        self.send(error.status, jsonrpc.encode(jsonrpc.error(request_id, error)), headers=headers)
+
+    # -- one request -----------------------------------------------------------
+
+    def _serve_one(self) -> None:
+        endpoint = self.endpoint
+        self._cors = ()
+        self._head_only = False
+        self._request_line = ""
+        try:
+            raw = self._read_head()
+            line, field_lines = http11.split_head(raw)
+            self._request_line = line[:200].rstrip(b"\r").decode("latin-1")
+            head = http11.parse_head(line, field_lines, self._seen_fields)
+        except HttpError as exc:
+            self.close_connection = True
+            self.refuse(exc)
+            return
+        self.http10 = head.version < (1, 1)
+        self.close_connection = not head.keep_alive
+        self._head_only = head.method == "HEAD"
+        version_header = head.headers.get("MCP-Protocol-Version")
+        try:
+            decision = admission.admit(
+                head, port=endpoint.port, settings=endpoint.settings, tokens=endpoint.tokens,
+                extra_hosts=endpoint.extra_hosts,
+                modern_only=eras.is_modern_header(version_header))
+        except HttpError as exc:
+            if self._body_announced(head):
+                self.close_connection = True  # unread bytes must not be parsed as the next request
+            self.refuse(exc)
+            return
+        if isinstance(decision, Preflight):
+            self.send(204, headers=decision.headers)
+            return
+        self._cors = decision.cors
+        if decision.method == "POST":
+            self._post(head, decision, version_header)
+            return
+        if self._body_announced(head):  # a body nobody reads must not be parsed as the next request
+            self.close_connection = True
+        session = self._session(decision)
+        if session is None:
+            return
+        if decision.method == "GET":
+            grant = decision.grant
+            streams.serve_get(self, self.sock, session, head.headers.get("Last-Event-ID"), endpoint.settings,
+                              lambda: endpoint.closing, grant.expires_at if grant is not None else None)
+        else:
+            endpoint.sessions.remove(session.id)
+            self.send(204)
+
+    @staticmethod
+    def _body_announced(head: http11.RequestHead) -> bool:
+        if head.headers.get("Transfer-Encoding"):
+            return True
+        return any(v.strip() not in ("0", "") for v in head.headers.get_all("Content-Length"))
+
+    def _session(self, decision: Admission) -> Optional[Session]:
+        """The live session a request names (bound to its grant), or None after refusing it."""
+        session = self.endpoint.sessions.get(decision.session_id) if decision.session_id else None
+        found = session is not None and session.principal is decision.grant
+        refusal = admission.session_refusal(decision.session_id, found)
+        if refusal is not None:
+            self.refuse(refusal)
+            return None
+        return session
+
+    def _post(self, head: http11.RequestHead, decision: Admission, version_header: Optional[str]) -> None:
+        endpoint = self.endpoint
+        settings = endpoint.settings
+        receiver: Union[http11.LengthReceiver, http11.ChunkedReceiver] = (
+            http11.ChunkedReceiver(settings.max_body_bytes) if decision.chunked else http11.LengthReceiver(decision.length))
+        try:
+            body = self._read_body(receiver, head.expects_continue)
+        except HttpError as exc:
+            self.close_connection = True
+            self.refuse(exc)
+            return
+        try:
+            payload = jsonrpc.decode(body)
+        except JsonRpcError as exc:
+            self.refuse(exc)
+            return
+        plan = protocol.plan(payload, version_header)
+        grant = decision.grant
+        session: Optional[Session] = None
+        new_session: Optional[Session] = None
+        if plan.modern:
+            state: ClientState = RequestState(grant)  # nothing outlives a 2026-07-28 request
+        elif settings.stateless:
+            state = endpoint.state_for(grant)
+        elif plan.opens_session:
+            session = new_session = endpoint.sessions.create(grant)
+            state = session.state
+        elif decision.session_id is not None or settings.require_session:
+            session = self._session(decision)
+            if session is None:
+                return
+            state = session.state
+        else:
+            state = endpoint.state_for(grant)
+        channel: Optional[streams.PostChannel] = None
+        if decision.wants_sse and plan.may_stream:
+            # Progress, log messages and requests to the client go on this response's
+            # own SSE stream, which starts only when the first of them is sent.
+            prime = session.primes if session is not None else (version_header or "") >= "2025-11-25"
+            channel = streams.PostChannel(self, session, prime, settings)
+        ctx = RequestContext(
+            registry=endpoint.registry, settings=settings, protocol_version_header=version_header,
+            headers=head.headers, server_version=endpoint.version, grant=grant, session=state,
+            session_id=session.id if session is not None else None,
+            notify=channel.notify if channel is not None else None,
+            close_stream=channel.close if channel is not None else None, runner=endpoint.runner,
+        )
+        watched = plan.cancellable and endpoint.watcher.watch(
+            self.sock, _canceller(state, plan.request_id))
+        try:
+            answer = protocol.handle_payload(payload, ctx, plan.modern)
+        except ProtocolError as exc:
+            refusal = jsonrpc.encode(jsonrpc.error(jsonrpc.request_id(payload), exc))
+            if channel is not None and channel.stream is not None:
+                channel.finish(refusal)
+            else:
+                self.send(exc.status, refusal)
+            return
+        finally:
+            if watched:
+                endpoint.watcher.unwatch(self.sock)
+        if answer is None:
+            self.send(202)
+            return
+        headers: tuple[tuple[str, str], ...] = ()
+        if new_session is not None and isinstance(answer, dict) and "result" in answer:
+            try:
+                endpoint.sessions.add(new_session)
+            except HttpError as exc:
+                self.refuse(exc, jsonrpc.request_id(payload))
+                return
+            headers = ((SESSION_HEADER, new_session.id),)
+        try:
+            encoded = jsonrpc.encode(answer)
+        except (TypeError, ValueError):  # a tool's structuredContent that JSON cannot hold
+            _log.warning("response could not be encoded as JSON")
+            error = JsonRpcError(jsonrpc.INTERNAL_ERROR, "Internal error: the response could not be encoded as JSON")
+            encoded = jsonrpc.encode(jsonrpc.error(jsonrpc.request_id(payload), error))
+        if channel is not None and channel.stream is not None:
+            channel.finish(encoded)
+        elif decision.wants_json:
+            self.send(200, encoded, headers=headers)
+        else:
+            self.send(200, b"event: message\ndata: " + encoded + b"\n\n", "text/event-stream",
+                      (("Cache-Control", "no-cache"), *headers))
+
+
+def _canceller(state: ClientState, request_id: Any) -> Callable[[], None]:
+    def cancel() -> None:
+        state.cancel(request_id)
+    return cancel
