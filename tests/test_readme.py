@@ -158,13 +158,13 @@ mv "$README_STATE.new" "$README_STATE"
 """
 
 
-def _user_environment(work: Path) -> dict[str, str]:
+def _user_environment(work: Path, home: Path) -> dict[str, str]:
     """A new user's shell: nothing from this test run, stand-in agents and `python` first on PATH."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTHON", "VIRTUAL_ENV", "COV_CORE", "COVERAGE", "LOOPBACK_", "PIP_", "TOX_"))}
     real_pip_cache = Path(os.path.expanduser("~/.cache/pip"))
-    bin_dir, home, runtime = work / "bin", work / "home", work / "run"
-    for folder in (bin_dir, home, runtime):
+    bin_dir, runtime = work / "bin", home / "run"
+    for folder in (bin_dir, runtime):
         folder.mkdir(mode=0o700)
     for name in ("python", "python3"):  # the interpreter under test, as the user's python3
         (bin_dir / name).symlink_to(sys.executable)
@@ -208,7 +208,18 @@ def test_every_block_runs_in_order_from_outside_the_checkout(tmp_path: Path) -> 
     user = tmp_path / "user"
     user.mkdir()
     shutil.copytree(ROOT, user / "loopback", ignore=_NOT_CLONED)  # the clone
-    env = _user_environment(tmp_path)
+    # A home of its own, below the real one: a home below /tmp (world-writable) makes loopback
+    # refuse its runtime directory, and Gemini CLI its settings, as they would for a user.
+    home = Path(os.path.expanduser("~")) / ".cache" / f"loopback-readme-test-{os.getpid()}-{time.monotonic_ns()}"
+    home.mkdir(mode=0o700, parents=True)
+    try:
+        _run_every_block(user, _user_environment(tmp_path, home))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _run_every_block(user: Path, env: dict[str, str]) -> None:
+    tmp_path = user.parent
     ran, skipped = [], []
     for block in readme_blocks():
         if block.lang not in RUN:
