@@ -1,7 +1,9 @@
 """Bearer tokens: minting, revoking and checking them in constant time.
 
 Owns: the set of valid tokens of one server and what each one grants (scope, bound
-headers, tool allow-list, expiry).
+headers, tool allow-list, expiry, label), ending grants (revoked, or swept once their
+TTL has run out) and telling listeners of each one that ends (the server then ends its
+sessions, streams and state).
 Must not know: HTTP parsing, sockets or MCP.
 
 A token is 256 bits from ``secrets``. Lookup goes through the SHA-256 of the

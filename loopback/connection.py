@@ -40,6 +40,11 @@ from .settings import Settings
 _log = logging.getLogger("loopback")
 
 _READ_CHUNK = 65536
+# After a refusal that leaves bytes unread, the rest is read and dropped for a moment
+# before closing: a close with unread data sends a reset, which can destroy the refusal
+# before the client reads it (Apache's and nginx's "lingering close").
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 1 << 20
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (None, "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -52,7 +57,11 @@ def format_date(timestamp: float) -> str:
 
 
 class _ClientLeft(Exception):
-    """The client closed the connection, or a head or body missed its deadline."""
+    """The client closed the connection (``timed_out`` False), or a head or body missed its deadline."""
+
+    def __init__(self, timed_out: bool) -> None:
+        super().__init__("timed out" if timed_out else "end of file")
+        self.timed_out = timed_out
 
 
 class Endpoint:
@@ -144,6 +153,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         self._cors: tuple[tuple[str, str], ...] = ()
         self._head_only = False
         self._request_line = ""
+        self._linger = False  # a refusal left bytes unread: drain them before closing
 
     def _idle(self) -> None:
         """Back to the idle limit after a deadline: blocking I/O under the kernel's timeouts."""
@@ -164,6 +174,27 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             _log.debug("connection from %s ended: %s", self.client_address[0], type(exc).__name__)
         finally:
             endpoint.idle.pop(self.sock, None)
+        if self._linger:
+            self._lingering_close()
+
+    def _lingering_close(self) -> None:
+        """Send our FIN, then drop what the client still sends until its own FIN (bounded)."""
+        sock = self.sock
+        deadline = time.monotonic() + _LINGER_SECONDS
+        dropped = 0
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            while dropped < _LINGER_BYTES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                sock.settimeout(remaining)
+                data = sock.recv(_READ_CHUNK)
+                if not data:
+                    break
+                dropped += len(data)
+        except OSError:
+            pass
 
     # -- reading -------------------------------------------------------------
 
@@ -171,14 +202,14 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _ClientLeft("deadline")
+                raise _ClientLeft(timed_out=True)
             self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(_READ_CHUNK)
         except (socket.timeout, BlockingIOError):
-            raise _ClientLeft("timeout") from None
+            raise _ClientLeft(timed_out=True) from None
         if not data:
-            raise _ClientLeft("end of file")
+            raise _ClientLeft(timed_out=False)
         return data
 
     def _read_head(self) -> bytes:
@@ -229,7 +260,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
                 try:
                     data = self._recv(deadline)
                 except _ClientLeft as exc:
-                    if str(exc) in ("timeout", "deadline"):
+                    if exc.timed_out:
                         raise HttpError(408, "Request Timeout: the body did not arrive in time", close=True) from None
                     raise
                 self._buffer = receiver.feed(data)
@@ -280,6 +311,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         headers = error.headers if isinstance(error, HttpError) else ()
         if isinstance(error, HttpError) and error.close:
             self.close_connection = True
+            self._linger = True
         self.send(error.status, jsonrpc.encode(jsonrpc.error(request_id, error)), headers=headers)
 
     # -- one request -----------------------------------------------------------
@@ -295,7 +327,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             self._request_line = line[:200].rstrip(b"\r").decode("latin-1")
             head = http11.parse_head(line, field_lines, self._seen_fields)
         except HttpError as exc:
-            self.close_connection = True
+            self.close_connection = self._linger = True
             self.refuse(exc)
             return
         self.http10 = head.version < (1, 1)
@@ -309,7 +341,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
                 modern_only=eras.is_modern_header(version_header))
         except HttpError as exc:
             if self._body_announced(head):
-                self.close_connection = True  # unread bytes must not be parsed as the next request
+                self.close_connection = self._linger = True  # unread bytes must not be parsed as the next request
             self.refuse(exc)
             return
         if isinstance(decision, Preflight):

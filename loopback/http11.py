@@ -220,20 +220,16 @@ def head_end(buffer: bytes, start: int = 0) -> Optional[tuple[int, int]]:
     bytes (431), and a line over ``MAX_LINE`` (414 for the request line, else 431).
     One CRLF before the request line is ignored by the caller, not here.
     """
-    crlf = buffer.find(b"\r\n\r\n", start)
-    if crlf >= 0 and (b"\n\n" not in buffer[start:crlf]):
-        end, body = crlf, crlf + 4
-    else:
-        lf = buffer.find(b"\n\n", start)
-        lf_cr = buffer.find(b"\n\r\n", start)
-        candidates = [(i, i + 2) for i in (lf,) if i >= 0] + [(i, i + 3) for i in (lf_cr,) if i >= 0]
-        if crlf >= 0:
-            candidates.append((crlf, crlf + 4))
-        found = min(candidates) if candidates else None
-        if found is None:
-            _check_partial(buffer)
-            return None
-        end, body = found
+    # The first empty line ends the head, whatever mix of CRLF and bare LF came before it.
+    found = None
+    for blank in (b"\r\n\r\n", b"\n\n", b"\n\r\n"):
+        at = buffer.find(blank, start)
+        if at >= 0 and (found is None or at < found[0]):
+            found = (at, at + len(blank))
+    if found is None:
+        _check_partial(buffer)
+        return None
+    end, body = found
     head = buffer[:end]
     if b"\r" in head and head.replace(b"\r\n", b"").find(b"\r") >= 0:
         raise HttpError(400, "Bad Request: bare CR in the request head", close=True)

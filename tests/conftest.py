@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
+import sys
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
@@ -172,6 +175,20 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+def unit_module(name: str) -> Any:
+    """A module of tests/unit, loaded on its own, so that its integration twin in
+    tests/integration uses the very same helpers (registries, message builders)."""
+    path = Path(__file__).resolve().parent / "unit" / f"{name}.py"
+    module_name = f"_unit_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Install the pinned coding-agent CLIs that tests/test_agents.py runs against loopback.
+"""Install the pinned coding-agent CLIs that tests/integration/test_agents.py runs against loopback.
 
     python tests/agents/install.py            # install (once per lock file), check, print paths
 

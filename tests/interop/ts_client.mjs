@@ -8,7 +8,7 @@
 //   with a stdio server entry {"command", "args", "env"} (as in claude_desktop_config.json)
 //   as JSON in MCP_STDIO: the SDK's StdioClientTransport starts that command.
 // Prints one JSON line with what the server answered; exits non-zero on failure.
-// tests/test_interop.py runs it and checks that line.
+// tests/integration/test_interop.py runs it and checks that line.
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";

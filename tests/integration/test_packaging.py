@@ -11,7 +11,7 @@ import pytest
 
 import loopback
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "loopback"
 
 
@@ -182,8 +182,9 @@ def test_sdist_carries_everything_the_suite_needs(dist: Path, tmp_path: Path) ->
               "tests/interop/package.json", "tests/interop/ts_client.mjs", "tests/conformance/fixture.py",
               "tests/conformance/run.py", "examples/stand_in_agent.py", "benchmarks/bench.py", "loopback/py.typed"}
     assert wanted <= names, wanted - names
-    assert not [n for n in names if "node_modules" in n or n.endswith(".pyc")]
-    for folder in ("tests", "tests/corpus", "examples", "benchmarks"):  # every file of these folders
+    assert not [n for n in names if "node_modules" in n or n.endswith(".pyc") or "__pycache__" in n]
+    for folder in ("tests", "tests/unit", "tests/integration", "tests/corpus", "tests/agents", "examples",
+                   "benchmarks"):  # every file of these folders
         for path in (ROOT / folder).iterdir():
             if path.is_file() and not path.name.endswith(".pyc"):
                 assert f"{folder}/{path.name}" in names, f"{folder}/{path.name} is not in the sdist"
@@ -191,8 +192,8 @@ def test_sdist_carries_everything_the_suite_needs(dist: Path, tmp_path: Path) ->
     # conftest.py and the examples; tox runs them all the same way).
     (unpacked,) = tmp_path.iterdir()
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_corpus.py", "tests/test_demo.py",
-         "tests/test_packaging.py::test_metadata_lives_in_pyproject_only"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration/test_corpus.py",
+         "tests/unit/test_demo.py", "tests/integration/test_packaging.py::test_metadata_lives_in_pyproject_only"],
         cwd=unpacked, capture_output=True, text=True, timeout=300, env=_outside_env(),
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -27,7 +27,7 @@ from loopback.settings import Settings
 
 from conftest import Client, _loopback_threads, make_registry, wait_for
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 SEPARATOR = b"\n%%\n"
 # Short timeouts keep the slow cases (408, idle close) under a second each.
 SETTINGS = Settings(body_timeout=0.5, idle_timeout=1.0)

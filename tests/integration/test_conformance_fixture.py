@@ -17,7 +17,7 @@ import pytest
 
 import loopback
 
-FIXTURE = Path(__file__).resolve().parent / "conformance" / "fixture.py"
+FIXTURE = Path(__file__).resolve().parents[1] / "conformance" / "fixture.py"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 ACCEPT = "application/json, text/event-stream"

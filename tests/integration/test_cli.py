@@ -27,7 +27,7 @@ except ImportError:  # Python 3.9 and 3.10: the same parser from PyPI (tox deps)
 from conftest import Client, port_accepts
 from loopback.clients import FORMATS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -38,8 +38,8 @@ import node_packages  # tests/node_packages.py: the npm install shared with conf
 from loopback import clients
 from loopback.tools import ToolRegistry
 
-ROOT = Path(__file__).resolve().parent.parent
-INTEROP = Path(__file__).resolve().parent / "interop"
+ROOT = Path(__file__).resolve().parents[2]
+INTEROP = Path(__file__).resolve().parents[1] / "interop"
 NODE_MODULES = INTEROP / "node_modules"
 
 PROTOCOL = "2025-11-25"

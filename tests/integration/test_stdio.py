@@ -32,7 +32,7 @@ from loopback.stdio import _events, header_value, parse_headers
 from loopback.tools import ToolRegistry
 from test_interop import INTEROP, _node_env, _run_process, node_clients  # noqa: F401  (node_clients: a fixture)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
 PROTOCOL = "2025-11-25"
 DEMO_TOOLS = {"echo", "add", "current_time", "word_count", "host_info"}

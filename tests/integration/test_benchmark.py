@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HAS_SDK = importlib.util.find_spec("mcp") is not None
 TARGETS = ("p50_vs_floor", "throughput_vs_floor", "throughput_vs_sdk", "p50_vs_sdk", "import_vs_sdk",
            "idle_rss_vs_floor", "cold_ensure", "warm_ensure_lock_free", "errors", "foundation")
@@ -100,7 +100,7 @@ def test_children_write_bytecode_once_and_reuse_it(bench, monkeypatch):
     assert "PYTHONDONTWRITEBYTECODE" not in env
     assert env["PYTHONPYCACHEPREFIX"] == bench_module.PYCACHE_PREFIX
     tag = sys.implementation.cache_tag
-    for module in ("__init__", "server", "transport"):
+    for module in ("__init__", "server", "connection"):
         cached = Path(bench_module.PYCACHE_PREFIX + str(ROOT / "loopback")) / f"{module}.{tag}.pyc"
         assert cached.is_file(), cached
     # The floor and loopback children run without site (-S); what loopback needs to serve is measured too.

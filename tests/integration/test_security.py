@@ -21,7 +21,7 @@ import loopback
 from conftest import Client, make_registry, wait_for
 from sse_client import next_message, open_get, read_event, start_post
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODERN = "2026-07-28"
 
 

@@ -33,7 +33,7 @@ from loopback import lifecycle
 from loopback.host import prepare_agent_run
 from loopback.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 JOIN = 30.0  # generous bound for joining a helper thread on a noisy machine
 HAS_PROC = os.path.isdir("/proc/self/fd")
 

@@ -359,7 +359,7 @@ def test_a_run_the_host_never_closes_has_its_config_deleted_at_interpreter_exit(
         "run = loopback.prepare_agent_run(format='generic')\n"  # holds the token
         "print(run.config_path, flush=True)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).resolve().parent.parent)],
+    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).resolve().parents[2])],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     path = done.stdout.strip()

@@ -54,8 +54,8 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-AGENTS_DIR = Path(__file__).resolve().parent / "agents"
+ROOT = Path(__file__).resolve().parents[2]
+AGENTS_DIR = Path(__file__).resolve().parents[1] / "agents"
 sys.path.insert(0, str(AGENTS_DIR))
 import install as agents_install  # noqa: E402  (tests/agents/install.py)
 import node_packages  # noqa: E402  (tests/node_packages.py)

@@ -303,7 +303,7 @@ TABLE = [
     case("path-authorization-server", 404, -32000, method="GET", path="/.well-known/oauth-authorization-server",
          body=b"", headers={"Content-Length": None, **NO_AUTH}),
     case("path-with-query", 200, check=_is_ping_answer, path="/mcp?x=1"),
-    # 405: other methods, after authentication (GET and DELETE need a session: tests/test_sessions.py)
+    # 405: other methods, after authentication (GET and DELETE need a session: tests/integration/test_sessions.py)
     case("get-without-session", 400, -32000, method="GET", body=b"", headers={"Content-Length": None, "Mcp-Session-Id": None}),
     case("get-json-only", 406, -32000, method="GET", body=b"", headers={"Content-Length": None, "Accept": "application/json"}),
     case("delete-unknown-session", 404, -32000, method="DELETE", body=b"",

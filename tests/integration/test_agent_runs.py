@@ -34,7 +34,7 @@ from conftest import make_registry, port_accepts, wait_for
 from loopback import lifecycle
 from loopback.host import prepare_agent_run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 TIMEOUT = 60
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

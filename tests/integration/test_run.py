@@ -31,7 +31,7 @@ import loopback
 from conftest import port_accepts
 from loopback import cli, lifecycle
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 TIMEOUT = 60
 

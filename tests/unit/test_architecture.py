@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "loopback"
+PACKAGE = Path(__file__).resolve().parents[2] / "loopback"
 
 # The pure core: bytes and dicts in, bytes and dicts out (DESIGN.md, "The shape").
 CORE = {

@@ -32,7 +32,7 @@ from conftest import Client, make_registry, port_accepts, wait_for
 from loopback import lifecycle
 from loopback.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 JOIN = 30.0  # generous bound for joining a helper thread on a noisy machine
 
 
