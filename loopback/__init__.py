@@ -16,12 +16,22 @@ the server machinery is loaded on first use of a name that needs it (PEP 562), a
     loopback.close()
 """
 
-from __future__ import annotations
+from __future__ import annotations  # names in annotations stay strings: typing is not imported
 
-import _thread
+# The version check runs before anything else: Python 3.7 and 3.8 get one ImportError.
 import sys
 
+if sys.version_info < (3, 9):  # pragma: no cover (tests/integration/test_packaging.py runs it on an older Python)
+    raise ImportError(
+        "loopback needs Python 3.9 or newer; this is Python {}.{}.{} ({})".format(
+            sys.version_info[0], sys.version_info[1], sys.version_info[2], sys.executable
+        )
+    )
+
+import _thread  # noqa: E402
+
 TYPE_CHECKING = False  # not imported from typing: ``import loopback`` loads no module it does not need
+
 
 __version__ = "0.1.0"
 

@@ -201,6 +201,21 @@ def _notes(config: ClientConfig) -> list[str]:
     return lines
 
 
+def _curl_lines(server: LoopbackServer, demo: bool, config: ClientConfig) -> list[str]:
+    """A ready-to-paste curl call: ``add`` of the demo tools, else ``tools/list``."""
+    from .protocol import LATEST_VERSION
+
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    if demo:
+        message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "add", "arguments": {"a": 2, "b": 3}}}
+    lines = ["# try it with curl (no initialize needed):"]
+    if clients.TOKEN_ENV not in config.env:
+        lines.append(f"export {clients.TOKEN_ENV}={shlex.quote(server.token)}")
+    lines.append(clients.curl_command(server.url, LATEST_VERSION, message))
+    return lines
+
+
 def _render(format: str, url: str, token: str, name: str = "loopback") -> ClientConfig:
     try:
         return clients.render(format, url, token, name=name)
@@ -341,6 +356,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"client config for {config.format} (save it as FILE, e.g. {config.filename}):")
         print(config.text)  # the text ends in a newline: a blank line closes the block
         print("\n".join(_notes(config)))
+        print("\n".join(_curl_lines(server, not args.tools, config)))
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):  # a timed wait keeps Ctrl-C responsive
             pass
@@ -564,10 +580,16 @@ def _formats_help() -> str:
     return "\n".join(f"  {format:14} {clients.describe(format)}" for format in clients.FORMATS)
 
 
+def _prog() -> str:
+    """``loopback`` when run as the console script, else ``python -m loopback``."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name and name not in ("__main__.py", "-c", "-m") and not name.endswith(".py") else "python -m loopback"
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="python -m loopback",
+        prog=_prog(),
         description="A zero-dependency MCP server on 127.0.0.1 for the coding agents a Python host spawns.",
         epilog=EXIT_CODES, formatter_class=formatter,
     )
@@ -674,3 +696,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CliError as exc:
         print(f"loopback: error: {exc}", file=sys.stderr)
         return exc.code
+    except Exception as exc:  # unforeseen (a bug, an interpreter's difference): still one line
+        _log.debug("unexpected error", exc_info=True)  # the traceback, with -vv
+        print(f"loopback: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

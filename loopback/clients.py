@@ -11,8 +11,9 @@ starts a session; its other subcommands reject them); the agents' traps a run mu
 (``codex exec`` waits on standard input; the hint for an agent that failed the way an
 untrusted folder or an unapproved project server makes it fail); and the
 validation that keeps a header value with a newline (or any other injection) out of every
-file and argument.
-Must not know: sockets, threads, MCP protocol. It is pure: it returns text, arguments and
+file and argument; and ``curl_command``, one request as a shell line with every header a
+call needs.
+Must not know: sockets, threads, MCP protocol (``curl_command`` is given the body and version). It is pure: it returns text, arguments and
 environment; writing files (mode 0600 when ``holds_secret``) and removing them after the run
 is the caller's job.
 
@@ -34,6 +35,7 @@ from .http11 import is_token
 
 __all__ = [
     "FORMATS",
+    "curl_command",
     "TOKEN_ENV",
     "HEADER_ENV_PREFIX",
     "MCP_CONFIG_PLACEHOLDER",
@@ -549,6 +551,25 @@ def _format(format: str) -> _Format:
     except (KeyError, TypeError):
         expected = ", ".join(FORMATS)
         raise ValueError(f"unknown client format {format!r}; expected one of: {expected}") from None
+
+
+def curl_command(url: str, protocol_version: str, message: Mapping[str, Any], token_env: str = TOKEN_ENV) -> str:
+    """One JSON-RPC ``message`` POSTed with curl: a shell line with every header a call needs.
+
+    The token is read from the shell's ``$token_env``, never written into the line.
+    """
+    import shlex  # only the CLI's banner needs it
+
+    _check_inputs(url, "x", "loopback", token_env)
+    body = json.dumps(message, separators=(",", ":"))
+    return " ".join([
+        "curl -sS", shlex.quote(url),
+        "-H 'Content-Type: application/json'",
+        "-H 'Accept: application/json, text/event-stream'",
+        f'-H "Authorization: Bearer ${token_env}"',
+        "-H " + shlex.quote(f"MCP-Protocol-Version: {protocol_version}"),
+        "-d " + shlex.quote(body),
+    ])
 
 
 def describe(format: str) -> str:

@@ -16,9 +16,11 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, ClassVar, Final, Optional, Protocol, Self, Union
+from typing import Any, Callable, ClassVar, Final, Optional, Protocol, TypeVar, Union
+
+from ._compat import slotted
 
 from .schema import to_jsonable
 
@@ -143,14 +145,29 @@ def _read_media(path: Union[str, os.PathLike[str]], mime_type: Optional[str], fa
         return file.read(), mime_type
 
 
-@dataclass(frozen=True, slots=True)
+_Extras = Optional[Mapping[str, Any]]  # annotations and meta: keyword-only everywhere
+
+
+def _assign(obj: object, **values: Any) -> None:
+    """Set a frozen content object's fields, then check them (``__post_init__``)."""
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+    obj.__post_init__()  # type: ignore[attr-defined]
+
+
+# Each class writes its own __init__ (``annotations`` and ``meta`` keyword-only, as
+# dataclasses.KW_ONLY would make them, which Python 3.9 lacks); @dataclass adds the rest.
+@slotted
+@dataclass(frozen=True)
 class Text:
     """Text for the model: ``{"type": "text", "text": ...}``."""
 
     text: str
-    _: KW_ONLY
-    annotations: Optional[Mapping[str, Any]] = None
-    meta: Optional[Mapping[str, Any]] = None
+    annotations: _Extras = None
+    meta: _Extras = None
+
+    def __init__(self, text: str, *, annotations: _Extras = None, meta: _Extras = None) -> None:
+        _assign(self, text=text, annotations=annotations, meta=meta)
 
     def __post_init__(self) -> None:
         _require_str(self.text, "Text.text", empty_ok=True)
@@ -160,16 +177,22 @@ class Text:
         return _with_extras({"type": "text", "text": self.text}, self.annotations, self.meta)
 
 
-@dataclass(frozen=True, slots=True)
+_M = TypeVar("_M", bound="_Media")
+
+
+@slotted
+@dataclass(frozen=True)
 class _Media:
     """Raw bytes plus a MIME type of the subclass's family; base64-encoded in the block."""
 
     _family: ClassVar[str]
     data: bytes
     mime_type: str
-    _: KW_ONLY
-    annotations: Optional[Mapping[str, Any]] = None
-    meta: Optional[Mapping[str, Any]] = None
+    annotations: _Extras = None
+    meta: _Extras = None
+
+    def __init__(self, data: bytes, mime_type: str, *, annotations: _Extras = None, meta: _Extras = None) -> None:
+        _assign(self, data=data, mime_type=mime_type, annotations=annotations, meta=meta)
 
     def __post_init__(self) -> None:
         kind = type(self).__name__
@@ -178,7 +201,7 @@ class _Media:
         _check_extras(self.annotations, self.meta)
 
     @classmethod
-    def from_path(cls, path: Union[str, os.PathLike[str]], mime_type: Optional[str] = None) -> Self:
+    def from_path(cls: type[_M], path: Union[str, os.PathLike[str]], mime_type: Optional[str] = None) -> _M:
         """The contents of a file; the MIME type is guessed from its name unless given."""
         data, guessed = _read_media(path, mime_type, cls._family)
         return cls(data, guessed)
@@ -188,21 +211,24 @@ class _Media:
         return _with_extras(block, self.annotations, self.meta)
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True, init=False)
 class Image(_Media):
     """An image: raw bytes plus an ``image/*`` MIME type (``Image.from_path`` guesses it)."""
 
     _family: ClassVar[str] = "image"
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True, init=False)
 class Audio(_Media):
     """A sound: raw bytes plus an ``audio/*`` MIME type (``Audio.from_path`` guesses it)."""
 
     _family: ClassVar[str] = "audio"
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class EmbeddedResource:
     """A resource's contents carried inside the result: exactly one of ``text`` or ``blob``."""
 
@@ -210,9 +236,20 @@ class EmbeddedResource:
     text: Optional[str] = None
     blob: Optional[bytes] = None
     mime_type: Optional[str] = None
-    _: KW_ONLY
-    annotations: Optional[Mapping[str, Any]] = None
-    meta: Optional[Mapping[str, Any]] = None
+    annotations: _Extras = None
+    meta: _Extras = None
+
+    def __init__(
+        self,
+        uri: str,
+        text: Optional[str] = None,
+        blob: Optional[bytes] = None,
+        mime_type: Optional[str] = None,
+        *,
+        annotations: _Extras = None,
+        meta: _Extras = None,
+    ) -> None:
+        _assign(self, uri=uri, text=text, blob=blob, mime_type=mime_type, annotations=annotations, meta=meta)
 
     def __post_init__(self) -> None:
         _require_str(self.uri, "EmbeddedResource.uri")
@@ -237,7 +274,8 @@ class EmbeddedResource:
         return _with_extras({"type": "resource", "resource": resource}, self.annotations, self.meta)
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class ResourceLink:
     """A pointer to a resource the client may read later, instead of its contents."""
 
@@ -247,9 +285,23 @@ class ResourceLink:
     description: Optional[str] = None
     mime_type: Optional[str] = None
     size: Optional[int] = None
-    _: KW_ONLY
-    annotations: Optional[Mapping[str, Any]] = None
-    meta: Optional[Mapping[str, Any]] = None
+    annotations: _Extras = None
+    meta: _Extras = None
+
+    def __init__(
+        self,
+        uri: str,
+        name: str,
+        title: Optional[str] = None,
+        description: Optional[str] = None,
+        mime_type: Optional[str] = None,
+        size: Optional[int] = None,
+        *,
+        annotations: _Extras = None,
+        meta: _Extras = None,
+    ) -> None:
+        _assign(self, uri=uri, name=name, title=title, description=description, mime_type=mime_type, size=size,
+                annotations=annotations, meta=meta)
 
     def __post_init__(self) -> None:
         _require_str(self.uri, "ResourceLink.uri")

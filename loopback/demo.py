@@ -25,7 +25,9 @@ def demo_registry() -> ToolRegistry:
     @registry.tool(annotations={"readOnlyHint": True})
     def add(a: float, b: float) -> float:
         """Add two numbers and return the sum."""
-        return a + b
+        total = a + b
+        # 2 + 3 answers "5", not "5.0": a whole sum that a float holds exactly is sent as an integer.
+        return int(total) if total.is_integer() and abs(total) <= 2**53 else total
 
     @registry.tool(annotations={"readOnlyHint": True})
     def current_time(utc_offset_hours: Optional[float] = None) -> str:

@@ -22,6 +22,7 @@ import itertools
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -100,6 +101,15 @@ def _pinned_port(port: Optional[int]) -> int:
     return 0
 
 
+def _interpreter_exiting() -> bool:
+    """Whether the interpreter has begun to exit, the same on every Python version.
+
+    True once our atexit hook has run, during finalization, and as soon as the main
+    thread has ended: ``threading`` marks it stopped before it waits for the remaining
+    non-daemon threads and before atexit handlers run (3.9 to 3.13 alike). From then on
+    Python 3.12+ cannot start a thread, so no version starts a server.
+    """
+    return _exiting or sys.is_finalizing() or not threading.main_thread().is_alive()
 def _register_atexit() -> None:
     """One hook for the whole process, whatever the number of servers and runs (call with _lock)."""
     global _atexit_registered
@@ -145,10 +155,15 @@ def start(
 
     It becomes the active runtime (``active_runtime()``); closing it clears that only
     if it is still the registered one. ``port=0`` picks a free port. Raises
-    ``PortInUseError`` / ``StartError`` when it cannot listen.
+    ``PortInUseError`` / ``StartError`` when it cannot listen, and ``StartError`` once the
+    interpreter has begun to exit (in an atexit handler, say).
     """
     global _active
+    from .errors import StartError
     from .server import LoopbackServer
+
+    if _interpreter_exiting():  # 3.12+ could not start its thread; before, nothing would close it
+        raise StartError("the interpreter is shutting down")
 
     bound: "list[socket.socket]" = []
     _binding.append(bound)  # a fork before this server is in _servers still closes its socket

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Optional, TypeVar, Union, overload
 
+from ._compat import slotted
 from .errors import CallTimeout, LoopbackError
 from .content import CONTENT_TYPES, InputRequired, Audio, EmbeddedResource, Image, ResourceLink, Text
 from .context import Context, RequestContext
@@ -40,7 +41,8 @@ class PromptArgumentError(LoopbackError, ValueError):
     """The arguments of a ``prompts/get`` do not fit the prompt (missing, unknown or not strings)."""
 
 
-@dataclass(frozen=True, slots=True)
+@slotted
+@dataclass(frozen=True)
 class Message:
     """One message of a prompt: a role ("user" or "assistant") and one content block.
 

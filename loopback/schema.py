@@ -18,11 +18,11 @@ import inspect
 import json
 import math
 import re
-import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Optional
 
+from ._compat import UNION_ORIGINS, get_type_hints, is_qualifier
 from .errors import LoopbackError
 
 __all__ = [
@@ -91,7 +91,6 @@ _JSON_TYPE_NAMES: dict[type, str] = {str: "string", int: "integer", float: "numb
                                      list: "array", dict: "object", _NONE_TYPE: "null"}
 _SCALAR_SCHEMAS: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _EMPTY = inspect.Parameter.empty
-_READ_ONLY = getattr(typing, "ReadOnly", None)  # a TypedDict key qualifier since Python 3.13
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +119,7 @@ def _enum_schema(values: list[Any]) -> dict[str, Any]:
 def _class_description(cls: type) -> Optional[str]:
     """The class's own docstring (not an inherited one, not the text ``@dataclass`` makes up)."""
     doc = cls.__dict__.get("__doc__")
-    if not doc:
+    if not doc or (issubclass(cls, enum.Enum) and doc == "An enumeration."):  # made up by Enum before 3.11
         return None
     if dataclasses.is_dataclass(cls):
         try:
@@ -152,9 +151,9 @@ def _typeddict_key(cls: type, key: str, hint: Any) -> tuple[Any, bool]:
     required = key in getattr(cls, "__required_keys__")
     while True:
         origin = typing.get_origin(hint)
-        if origin is typing.Required or origin is typing.NotRequired:
-            required = origin is typing.Required
-        elif _READ_ONLY is None or origin is not _READ_ONLY:
+        if is_qualifier(origin, "Required") or is_qualifier(origin, "NotRequired"):
+            required = is_qualifier(origin, "Required")
+        elif not is_qualifier(origin, "ReadOnly"):
             return hint, required
         hint = typing.get_args(hint)[0]
 
@@ -192,7 +191,7 @@ class _Compiler:
             return _Node({"type": "null"}, None, True)
         if isinstance(annotation, type) and annotation in _SCALAR_SCHEMAS:
             return _Node({"type": _SCALAR_SCHEMAS[annotation]}, None, True)
-        if isinstance(annotation, typing.NewType):
+        if hasattr(annotation, "__supertype__"):  # typing.NewType (a function before Python 3.10)
             return self.compile(annotation.__supertype__)
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
@@ -202,7 +201,7 @@ class _Compiler:
             if description is None:
                 return inner
             return _Node({**inner.schema, "description": description}, inner.convert, inner.hashable)
-        if origin is typing.Union or origin is types.UnionType:
+        if origin in UNION_ORIGINS:
             return self.compile_union(args)
         if origin is typing.Literal:
             return self.compile_literal(annotation, args)
@@ -335,7 +334,7 @@ class _Compiler:
         if cls in self.open_classes:
             raise SchemaError(f"{self.where}: {cls.__qualname__} contains itself; recursive types are not supported")
         try:
-            return typing.get_type_hints(cls, include_extras=True)
+            return get_type_hints(cls)
         except Exception as exc:  # unresolvable string annotations
             raise SchemaError(f"{self.where}: cannot resolve the type hints of {cls.__qualname__}: {exc}") from None
 
@@ -446,7 +445,7 @@ def _is_context(annotation: Any, context_types: tuple[type, ...]) -> bool:
     if typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     origin = typing.get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:
+    if origin in UNION_ORIGINS:
         members = [m for m in typing.get_args(annotation) if m is not _NONE_TYPE]
         return len(members) == 1 and _is_context(members[0], context_types)
     return isinstance(annotation, type) and issubclass(annotation, context_types)
@@ -457,7 +456,7 @@ def _involves(annotation: Any, content_types: tuple[type, ...]) -> bool:
     origin = typing.get_origin(annotation)
     if origin is None:
         return isinstance(annotation, type) and issubclass(annotation, content_types)
-    if origin in (typing.Annotated, typing.Union, types.UnionType, list, tuple, Sequence):
+    if origin in (typing.Annotated, *UNION_ORIGINS, list, tuple, Sequence):
         return any(_involves(arg, content_types) for arg in typing.get_args(annotation))
     return False
 
@@ -482,7 +481,7 @@ def _output(annotation: Any, tool_name: str, content_types: tuple[type, ...]) ->
 def compile_output(func: Callable[..., Any], tool_name: str, *, content_types: tuple[type, ...] = ()) -> Optional[Output]:
     """Only the output schema of ``func``: for tools whose input schema is hand-written."""
     try:
-        hints = typing.get_type_hints(func, include_extras=True)
+        hints = get_type_hints(func)
     except Exception as exc:
         raise SchemaError(f"tool {tool_name!r}: cannot resolve type hints: {exc}") from None
     return _output(hints.get("return", _EMPTY), tool_name, content_types)
@@ -502,7 +501,7 @@ def compile_signature(
     recursive types, defaults JSON cannot hold, unresolvable string annotations.
     """
     try:
-        hints = typing.get_type_hints(func, include_extras=True)
+        hints = get_type_hints(func)
     except Exception as exc:  # unresolvable string annotations, or not a function
         raise SchemaError(f"tool {tool_name!r}: cannot resolve type hints: {exc}") from None
     description, param_docs = _parse_docstring(inspect.getdoc(func) or "")

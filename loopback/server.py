@@ -471,7 +471,10 @@ class LoopbackServer:
         )
         try:
             self._thread.start()
-        except BaseException:  # e.g. "can't start new thread": close() must not join it
+        except RuntimeError as exc:  # 3.12 at interpreter exit: "can't create new thread at interpreter shutdown"
+            self._thread = None  # never ran: close() must not join it (the caller closes the server)
+            raise StartError(f"cannot start the server thread: {exc}") from None
+        except BaseException:
             self._thread = None
             raise
         _log.info("MCP loopback server listening on %s", self.url)

@@ -140,7 +140,10 @@ def raw_request(port: int, data: bytes, timeout: float = 10.0) -> bytes:
     """Send raw bytes, return everything the server sends until it closes or goes quiet."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the server has answered (a refusal) and closed already: read what it sent
+            pass
         chunks = []
         while True:
             try:

@@ -422,7 +422,7 @@ def test_a_start_that_fails_after_binding_closes_what_it_opened(monkeypatch):
 
     monkeypatch.setattr(threading.Thread, "start", refuse_server_thread)
     settings = loopback.Settings(port_fallback=False)
-    with pytest.raises(RuntimeError, match="can't start new thread"):
+    with pytest.raises(loopback.StartError, match="cannot start the server thread: can't start new thread"):
         lifecycle.ensure(port, registry=registry, settings=settings)
     assert not port_accepts(port)  # the listening socket is closed
     assert len(registry._tools.changed._listeners) == listeners  # and its subscription gone

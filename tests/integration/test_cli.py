@@ -7,17 +7,22 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+try:
+    import tomllib
+except ImportError:  # Python 3.9 and 3.10: the same parser from PyPI (tox deps)
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from conftest import Client, port_accepts
 from loopback.clients import FORMATS
@@ -150,6 +155,49 @@ def test_serve_prints_url_token_and_a_config_that_works(served):
         client.close()
 
 
+def _paste(text: str) -> dict[str, Any]:
+    """Run the banner's export and curl lines in a shell, as a user pasting them would."""
+    lines = [line for line in text.splitlines() if line.startswith(("export ", "curl "))]
+    assert lines[-1].startswith("curl "), text
+    env = {k: v for k, v in os.environ.items() if k != "LOOPBACK_TOKEN"}
+    done = subprocess.run(["bash", "-c", "\n".join(lines)], capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("bash") is None, reason="needs curl and bash")
+def test_the_banner_curl_line_calls_a_tool_when_pasted(served):
+    _, _, token, text = served
+    (curl,) = [line for line in text.splitlines() if line.startswith("curl ")]
+    assert token not in curl  # the token comes from $LOOPBACK_TOKEN, never the command line
+    assert _paste(text)["result"]["content"] == [{"type": "text", "text": "5"}]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("bash") is None, reason="needs curl and bash")
+def test_the_banner_curl_line_lists_the_tools_of_a_tool_file_in_any_format(tmp_path):
+    tools = tmp_path / "my_tools.py"
+    tools.write_text("import loopback\n\n@loopback.tool\ndef shout(text: str) -> str:\n    return text.upper()\n")
+    proc = _spawn("serve", "--tools", str(tools), "--format", "cursor")
+    try:
+        _, _, text = _read_banner(proc)
+        assert [tool["name"] for tool in _paste(text)["result"]["tools"]] == ["shout"]
+    finally:
+        _stop(proc)
+
+
+def test_usage_names_the_console_script_or_python_m(tmp_path):
+    """``loopback --help`` says ``usage: loopback``; ``python -m loopback --help`` says that."""
+    as_module = subprocess.run([sys.executable, "-m", "loopback", "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=30)
+    assert as_module.stdout.startswith("usage: python -m loopback "), as_module.stdout
+    script = tmp_path / "loopback"
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      "from loopback.cli import main\nraise SystemExit(main())\n")
+    script.chmod(0o755)
+    as_script = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
+    assert as_script.stdout.startswith("usage: loopback "), as_script.stdout
+
+
 def test_serve_stops_cleanly_on_sigterm(served):
     proc, port, _, _ = served
     proc.send_signal(signal.SIGTERM)
@@ -268,9 +316,10 @@ def test_serve_prints_a_parseable_config_in_every_format(format):
     block = _config_block(text)
     parsed = tomllib.loads(block) if format == "codex" else json.loads(block)
     assert f"127.0.0.1:{port}" in json.dumps(parsed)
-    env = _exports(text)
+    env = _exports(text.split("# try it with curl")[0])  # the curl lines export the token for themselves
     if format in ("zed", "generic", "claude-desktop", "stdio"):  # no variables expanded: the token is in the file
         assert token in block and env == {}
+        assert _exports(text) == {"LOOPBACK_TOKEN": token}
     else:
         assert token not in block and env == {"LOOPBACK_TOKEN": token}
 
@@ -343,3 +392,17 @@ def test_config_prefers_the_live_serve_over_a_newer_stale_file(served, runtime_d
     out = _cli("config", "--format", "generic")
     assert out.returncode == 0 and json.loads(out.stdout)["url"] == f"http://127.0.0.1:{port}/mcp"
     assert not stale.exists() and garbage.exists()  # what it cannot read, it leaves alone
+
+
+def test_an_unforeseen_error_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """Whatever goes wrong inside a verb (here: a failure no handler foresaw), the CLI prints
+    one ``loopback: error:`` line and exits 1; ``-vv`` logs the traceback."""
+    from loopback import cli
+
+    def broken(args):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(cli, "_config", broken)
+    assert cli.main(["config", "--format", "claude"]) == 1
+    err = capsys.readouterr().err
+    assert err == "loopback: error: RuntimeError: can't create new thread at interpreter shutdown\n"

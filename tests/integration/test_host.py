@@ -18,13 +18,17 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit
 
 import pytest
+
+try:
+    import tomllib
+except ImportError:  # Python 3.9 and 3.10: the same parser from PyPI (tox deps)
+    import tomli as tomllib  # type: ignore[no-redef]
 
 import loopback
 from conftest import Client, make_registry, port_accepts, wait_for

@@ -132,7 +132,7 @@ def _check_structured(output_schema: Optional[dict[str, Any]], structured: Any) 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
     """The exceptions inside (nested) exception groups; anyio task groups wrap the SDK's errors."""
-    if isinstance(exc, BaseExceptionGroup):
+    if isinstance(getattr(exc, "exceptions", None), tuple):  # BaseExceptionGroup, or its backport on 3.10
         return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
     return [exc]
 

@@ -731,6 +731,117 @@ def test_interpreter_exit_closes_the_server_via_atexit() -> None:
     assert done.stderr == ""
 
 
+AT_EXIT = """
+    import atexit, logging, sys
+    import loopback
+
+    def report(what):
+        print(what, flush=True)
+
+    def at_exit():
+        try:
+            server = {call}
+        except loopback.StartError as exc:
+            report("StartError: " + str(exc))
+        except BaseException as exc:
+            report("unexpected " + type(exc).__name__ + ": " + str(exc))
+        else:
+            report("started")
+            server.close()
+
+    atexit.register(at_exit)
+    {before}
+"""
+
+
+@pytest.mark.parametrize("before", ["", "loopback.close()", "loopback.ensure(); loopback.close()"],
+                         ids=["never-started", "closed", "started-then-closed"])
+def test_ensure_in_an_atexit_handler_raises_start_error(before: str) -> None:
+    """Every version: Python 3.12+ cannot start a thread there (a bare RuntimeError before
+    the fix); 3.9-3.11 could, and nothing would have closed that server."""
+    done = python(AT_EXIT.format(call="loopback.ensure()", before=before), timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["StartError: the interpreter is shutting down"], done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_start_in_an_atexit_handler_raises_start_error() -> None:
+    done = python(AT_EXIT.format(call="loopback.start()", before=""), timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["StartError: the interpreter is shutting down"], done.stdout + done.stderr
+
+
+def test_a_server_whose_thread_cannot_start_raises_start_error_and_frees_its_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LoopbackServer.start() itself, below the lifecycle's check. Python 3.12 refuses every
+    new thread once the interpreter exits (3.13 allows them in atexit handlers again): a
+    StartError, not a bare RuntimeError, and close() then frees the port. The interpreter's
+    refusal is stood in for here; the server is real."""
+    from loopback.server import LoopbackServer, StartError
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    server = LoopbackServer(0)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(StartError, match="cannot start the server thread: can't create new thread"):
+        server.start()
+    monkeypatch.undo()
+    assert not server.serving
+    server.close()  # the caller's part (lifecycle.start closes a server that did not start)
+    assert server.closed
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", server.port)) != 0  # the listening socket is closed
+
+
+def test_a_thread_still_running_after_the_main_thread_ended_gets_start_error() -> None:
+    """Once the main thread has ended the interpreter is exiting: 3.12+ can start no thread
+    then, so no version starts a server (and a server already running keeps serving)."""
+    done = python(
+        """
+        import threading, time
+        import loopback
+
+        running = loopback.ensure()
+
+        def worker():
+            time.sleep(0.2)  # the main thread has finished its script by now
+            print("still serving" if loopback.ensure() is running and running.serving else "lost", flush=True)
+            loopback.close()
+            try:
+                loopback.ensure()
+            except loopback.StartError as exc:
+                print("StartError:", exc, flush=True)
+
+        threading.Thread(target=worker).start()
+        """,
+        timeout=20,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["still serving", "StartError: the interpreter is shutting down"]
+
+
+def test_prepare_agent_run_in_an_atexit_handler_degrades_to_a_warning() -> None:
+    done = python(
+        """
+        import atexit, logging
+        import loopback
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+
+        def at_exit():
+            run = loopback.prepare_agent_run()
+            print(run.runtime, run.warning, flush=True)
+
+        atexit.register(at_exit)
+        """,
+        timeout=20,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["None MCP loopback server failed to start: the interpreter is shutting down"]
+    assert "WARNING MCP loopback server failed to start" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_interpreter_exits_cleanly_while_a_daemon_thread_keeps_calling_ensure() -> None:
     done = python(
         """

@@ -36,7 +36,11 @@ EXAMPLES = ROOT / "examples"
 TIMEOUT = 60
 
 FAKE_AGENT = r'''
-import json, os, re, sys, tomllib, urllib.request
+import json, os, re, sys, urllib.request
+try:
+    import tomllib
+except ImportError:  # Python 3.9 and 3.10
+    import tomli as tomllib
 
 name = os.path.basename(sys.argv[0])
 args = sys.argv[1:]

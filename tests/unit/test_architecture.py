@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "loopback"
 CORE = {
     "errors", "settings", "auth", "http11", "admission", "jsonrpc", "eras", "protocol", "context",
     "catalog", "content", "schema", "tools", "resources", "prompts", "completions", "clients", "tasks",
-    "subscriptions", "calllog",
+    "subscriptions", "calllog", "_compat",
 }
 # The shell: sockets, selectors, threads, processes, files, process-wide state.
 SHELL = {"connection", "streams", "sessions", "workers", "server", "lifecycle", "host", "cli", "demo", "private",

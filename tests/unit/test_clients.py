@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from typing import Any, Callable
 
 import pytest
+
+try:
+    import tomllib
+except ImportError:  # Python 3.9 and 3.10: the same parser from PyPI (tox deps)
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from loopback import clients
 from loopback.clients import (

@@ -13,7 +13,10 @@ def call(name, **arguments):
 
 def test_demo_tools_answer():
     assert call("echo", text="hi")["content"][0]["text"] == "hi"
-    assert call("add", a=1, b=2)["content"][0]["text"] == "3.0"
+    assert call("add", a=2, b=3)["content"][0]["text"] == "5"
+    assert call("add", a=2, b=3)["structuredContent"] == {"result": 5}
+    assert call("add", a=0.5, b=2)["content"][0]["text"] == "2.5"
+    assert call("add", a=1e300, b=0)["content"][0]["text"] == "1e+300"  # no 301-digit integer
     assert call("word_count", text="a b")["structuredContent"] == {"characters": 3, "words": 2, "lines": 1}
     assert "python" in call("host_info")["structuredContent"]
 

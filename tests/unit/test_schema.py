@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Dict, List, Literal, NewType, NotRequired, Optional, TypedDict, Union
+from typing import Annotated, Any, Callable, Dict, List, Literal, NewType, Optional, TypedDict, Union
 
 import pytest
 
@@ -29,6 +29,11 @@ from loopback.schema import (
     compile_signature,
     to_jsonable,
 )
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired
+else:  # the TypedDict key qualifiers came to typing in 3.11; before, from typing_extensions (tox deps)
+    from typing_extensions import NotRequired
 
 try:  # pydantic (so FastMCP) reads only this TypedDict before Python 3.12
     from typing_extensions import TypedDict as ExtTypedDict
@@ -183,7 +188,7 @@ def unannotated(a, b=3):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
 def any_value(a: Any, b: Optional[Any] = None) -> None: ...
 
 
-def optionals(a: Optional[str] = None, b: int | None = None, c: Union[float, None] = None,
+def optionals(a: Optional[str] = None, b: "int | None" = None, c: Union[float, None] = None,  # a string: 3.9 cannot evaluate X | Y itself
               d: Optional[list[int]] = None) -> None: ...
 
 
@@ -698,7 +703,11 @@ def test_missing_return_annotation_has_no_output() -> None:
 POSTPONED_ANNOTATIONS = '''
 from __future__ import annotations
 from dataclasses import dataclass
-from typing import NotRequired, Optional, Required, TypedDict
+from typing import Optional, TypedDict
+try:
+    from typing import NotRequired, Required
+except ImportError:  # Python 3.9 and 3.10
+    from typing_extensions import NotRequired, Required
 
 class Query(TypedDict, total=False):
     text: Required[str]
@@ -801,6 +810,9 @@ FASTMCP_OUTPUT_DIFFERENCES: dict[str, str] = {
     "bare_dict": "A bare dict return is an object schema here; FastMCP, finding no type hints on dict, "
             "publishes no outputSchema.",
 }
+if sys.version_info < (3, 11):  # the SDK's behaviour, not ours, changes with the interpreter
+    FASTMCP_OUTPUT_DIFFERENCES["any"] = ("A function annotated to return Any has no outputSchema here; FastMCP "
+                                         "publishes {\"result\": {}} on Python 3.10 (and none from 3.11).")
 
 
 def fastmcp_tool(func: Callable[..., Any]) -> Any:
