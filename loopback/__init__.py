@@ -16,9 +16,9 @@ the server machinery is loaded on first use of a name that needs it (PEP 562), a
     loopback.close()
 """
 
-from __future__ import annotations  # names in annotations stay strings: typing is not imported
-
-# The version check runs before anything else: Python 3.7 and 3.8 get one ImportError.
+# The version check runs before anything else, so that any older Python gets one ImportError
+# (no ``from __future__ import annotations``: 3.6 cannot compile it; the annotations below are
+# strings instead, and typing is never imported at run time).
 import sys
 
 if sys.version_info < (3, 9):  # pragma: no cover (tests/integration/test_packaging.py runs it on an older Python)
@@ -136,7 +136,7 @@ if TYPE_CHECKING:
     from .tools import CallBlocked, SchemaError, Tool, ToolRegistry
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'loopback' has no attribute {name!r}")
@@ -146,7 +146,7 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> list[str]:
+def __dir__() -> "list[str]":
     return sorted(set(globals()) | set(__all__))
 
 
@@ -158,7 +158,7 @@ _pending_lock = _thread.allocate_lock()
 _registry_ready = False  # set by lifecycle once its registry has taken _pending
 
 
-def tool(func: Optional[Callable[..., Any]] = None, **options: Any) -> Any:
+def tool(func: "Optional[Callable[..., Any]]" = None, **options: "Any") -> "Any":
     """Register a function as a tool of the default registry: ``@loopback.tool`` or
     ``@loopback.tool(name=..., title=..., description=..., annotations=..., owner_only=...,
     task="optional" | "required")`` (see ``ToolRegistry.add``).
@@ -170,7 +170,7 @@ def tool(func: Optional[Callable[..., Any]] = None, **options: Any) -> Any:
     ``default_registry()``), and an invalid tool raises there.
     """
     if func is None:
-        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+        def register(f: "Callable[..., Any]") -> "Callable[..., Any]":
             return tool(f, **options)  # type: ignore[no-any-return]
         return register
     if not _registry_ready:
@@ -185,7 +185,7 @@ def tool(func: Optional[Callable[..., Any]] = None, **options: Any) -> Any:
     return default_registry().tool(func, **options)
 
 
-def before_call(hook: Any) -> Any:
+def before_call(hook: "Any") -> "Any":
     """Set the default registry's before-call hook (see ``ToolRegistry.before_call``);
     usable as a decorator. ``before_call(None)`` removes it."""
     from .lifecycle import default_registry
@@ -193,7 +193,7 @@ def before_call(hook: Any) -> Any:
     return default_registry().before_call(hook)
 
 
-def resource(uri: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def resource(uri: str, **options: "Any") -> "Callable[[Callable[..., Any]], Callable[..., Any]]":
     """Register a function as a resource of the default registry:
     ``@loopback.resource(uri, name=..., title=..., description=..., mime_type=...)``.
 
@@ -206,7 +206,7 @@ def resource(uri: str, **options: Any) -> Callable[[Callable[..., Any]], Callabl
     return default_registry().resources.resource(uri, **options)
 
 
-def prompt(name: Any = None, **options: Any) -> Any:
+def prompt(name: "Any" = None, **options: "Any") -> "Any":
     """Register a function as a prompt of the default registry: ``@loopback.prompt`` or
     ``@loopback.prompt("name", title=..., description=...)``.
 
@@ -219,8 +219,8 @@ def prompt(name: Any = None, **options: Any) -> Any:
 
 
 def completion(
-    *, prompt: Optional[str] = None, resource: Optional[str] = None, argument: str
-) -> Callable[[Callable[[str, dict[str, str]], list[str]]], Callable[[str, dict[str, str]], list[str]]]:
+    *, prompt: "Optional[str]" = None, resource: "Optional[str]" = None, argument: str
+) -> "Callable[[Callable[[str, dict[str, str]], list[str]]], Callable[[str, dict[str, str]], list[str]]]":
     """Register ``func(value, arguments) -> list[str]`` giving completion values for one
     argument of a prompt (by name) or of a resource template (by its URI template):
     ``@loopback.completion(prompt="greet", argument="language")``.
@@ -230,7 +230,7 @@ def completion(
     if (prompt is None) == (resource is None):
         raise TypeError("completion() needs exactly one of prompt= or resource=")
 
-    def register(func: Callable[[str, dict[str, str]], list[str]]) -> Callable[[str, dict[str, str]], list[str]]:
+    def register(func: "Callable[[str, dict[str, str]], list[str]]") -> "Callable[[str, dict[str, str]], list[str]]":
         registry = default_registry()
         if prompt is not None:
             registry.prompts.add_completer(prompt, argument, func)
