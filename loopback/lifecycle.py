@@ -65,7 +65,7 @@ def _adopt_pending() -> None:
     """Add the tools ``@loopback.tool`` registered before this registry existed, in order.
     One that cannot be added (an unsupported annotation, a name taken) is raised by the
     next ``default_registry()``, ``ensure()`` or ``start()``."""
-    loopback: Any = sys.modules[__package__]  # the package, also where it is vendored under another name
+    loopback: Any = sys.modules[__name__.rpartition(".")[0]]  # the package, also vendored under another name
 
     with loopback._pending_lock:
         for func, options in loopback._pending:

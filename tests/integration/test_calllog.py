@@ -174,6 +174,10 @@ def test_a_record_for_each_outcome_with_its_fields(logged: tuple[loopback.Loopba
     assert records[11].bytes_in == 0 and records[11].bytes_out == 0
     assert all(r.grant is grant for r in records[:8])
     # Every sink got the same records: the audit file as JSON lines, the stream as lines, the logger.
+    # The sinks are handed a batch one after the other (the logger last): wait for each.
+    assert wait_for(lambda: len(sinks.audit.read_text().splitlines()) == len(records), 5)
+    assert wait_for(lambda: len(sinks.stream.getvalue().splitlines()) == len(records), 5)
+    assert wait_for(lambda: len(sinks.logged.getvalue().splitlines()) == len(records), 5)
     lines = sinks.audit.read_text().splitlines()
     assert sorted(lines) == sorted(calllog.to_json(r).rstrip("\n") for r in records)
     assert json.loads(lines[2]) == {
