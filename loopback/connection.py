@@ -558,9 +558,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             if note is not None:
                 note.error = exc
             if channel is not None and channel.stream is not None:
-                if note is not None:
-                    note.status, note.bytes_out = 200, len(refusal)
-                channel.finish(refusal)
+                _finish_stream(channel, refusal, note)
             else:
                 self.send(exc.status, refusal)
             return
@@ -589,14 +587,19 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             if note is not None:
                 note.error = error
         if channel is not None and channel.stream is not None:
-            if note is not None:
-                note.status, note.bytes_out = 200, len(encoded)
-            channel.finish(encoded)
+            _finish_stream(channel, encoded, note)
         elif decision.wants_json:
             self.send(200, encoded, headers=headers)
         else:
             self.send(200, b"event: message\ndata: " + encoded + b"\n\n", "text/event-stream",
                       (("Cache-Control", "no-cache"), *headers))
+
+
+def _finish_stream(channel: streams.PostChannel, data: bytes, note: Optional[calllog.Note]) -> None:
+    """The answer as the last event of the call's stream (noted as a 200 of that size)."""
+    if note is not None:
+        note.status, note.bytes_out = 200, len(data)
+    channel.finish(data)
 
 
 def _canceller(state: ClientState, request_id: Any) -> Callable[[], None]:
