@@ -93,7 +93,7 @@ _LAZY = {
     "open_runs": "lifecycle",
     "install_sigterm_cleanup": "lifecycle",
     "LoopbackServer": "server",
-    "Runtime": "server",
+    "Runtime": "runtime",
     "LoopbackError": "errors",
     "StartError": "errors",
     "PortInUseError": "errors",
@@ -131,7 +131,8 @@ if TYPE_CHECKING:
     from .lifecycle import active_runtime, close, default_registry, ensure, install_sigterm_cleanup, open_runs, start
     from .prompts import Message, PromptRegistry
     from .resources import ResourceRegistry
-    from .server import LoopbackServer, Runtime
+    from .runtime import Runtime
+    from .server import LoopbackServer
     from .settings import Settings
     from .tools import CallBlocked, SchemaError, Tool, ToolRegistry
 

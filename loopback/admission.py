@@ -20,7 +20,6 @@ MCP methods.
 from __future__ import annotations
 
 import functools
-import ipaddress
 from typing import Optional, Union
 from urllib.parse import urlsplit
 
@@ -28,8 +27,9 @@ from .auth import Grant, TokenStore
 from .errors import HttpError
 from .http11 import RequestHead, body_framing, split_absolute_form
 from .settings import Settings
+from . import listening
+from .listening import MCP_PATH
 
-MCP_PATH = "/mcp"
 SESSION_HEADER = "Mcp-Session-Id"
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
 STATELESS_METHODS = "POST, OPTIONS"
@@ -41,18 +41,8 @@ _JSON_TYPES = frozenset({"application/json", "application/*", "*/*"})
 _SSE_TYPES = frozenset({"text/event-stream", "text/*", "*/*"})
 
 
-@functools.lru_cache(maxsize=256)  # checked on every request; ipaddress parsing is slow
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, any 127.0.0.0/8 address and ``::1`` (brackets allowed)."""
-    name = host.strip().lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+# Checked on every request: the answer for each Host seen is kept.
+is_loopback_host = functools.lru_cache(maxsize=256)(listening.is_loopback_host)
 
 
 def split_host_port(value: str) -> tuple[str, Optional[int]]:

@@ -6,7 +6,7 @@ TTL has run out) and telling listeners of each one that ends (the server then en
 sessions, streams and state).
 Must not know: HTTP parsing, sockets or MCP.
 
-A token is 256 bits from ``secrets``. Lookup goes through the SHA-256 of the
+A token is 256 bits from ``os.urandom`` (``listening.new_token``). Lookup goes through the SHA-256 of the
 presented token, so the time taken does not depend on how many leading characters
 of a real token were guessed, and the final comparison is ``hmac.compare_digest``.
 Tokens are never logged; their ``repr`` is masked.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from types import MappingProxyType
 from typing import Callable, Iterable, Mapping, Optional
 
 from .http11 import is_token
+from .listening import new_token
 
 OWNER = "owner"
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -65,11 +65,6 @@ class Grant:
 
     def expired(self, now: Optional[float] = None) -> bool:
         return self.expires_at is not None and (time.monotonic() if now is None else now) >= self.expires_at
-
-
-def new_token() -> str:
-    """A fresh 256-bit bearer token (43 URL-safe characters)."""
-    return secrets.token_urlsafe(32)
 
 
 def check_grant(

@@ -9,7 +9,9 @@ Must not know: anything else; it imports nothing of this package.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # not from typing: StartError is raised on the cold path of ensure()
+if TYPE_CHECKING:
+    from typing import Any
 
 # JSON-RPC "server error" range: the code of a refusal given at the HTTP level.
 HTTP_REFUSAL = -32000

@@ -31,7 +31,8 @@ from . import clients, lifecycle, private
 from .auth import OWNER, Grant, check_grant
 from .clients import MCP_CONFIG_PLACEHOLDER, ClientConfig
 from .errors import LoopbackError
-from .server import LoopbackServer, Runtime
+from .runtime import Runtime
+from .server import LoopbackServer
 from .settings import Settings
 from .tools import ToolRegistry
 

@@ -13,41 +13,48 @@ Must not know: HTTP or MCP details (``server`` and below).
 Contract (see DESIGN.md): ``ensure()`` on a running server takes no lock; concurrent
 first callers share one start through a ``concurrent.futures.Future``; a failed start
 reaches every waiter and is not remembered; ``close()`` also closes a start in flight.
+The cold path stays light: the future is made by the first caller that has to wait (an
+uncontended start imports no ``concurrent.futures``, hence no ``logging``), the default
+registry when a server or ``default_registry()`` first needs it, and this module imports
+nothing heavier than ``threading`` (the server stack loads on the serving thread).
 """
 
 from __future__ import annotations
 
 import atexit
 import itertools
-import logging
 import os
-import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future
-from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .tools import ToolRegistry
+from . import listening
 
+TYPE_CHECKING = False  # not from typing: this module is on the cold path of ensure()
 if TYPE_CHECKING:  # the server stack loads on first start
     import socket
+    from concurrent.futures import Future
+    from types import FrameType
+    from typing import Any, Callable, Optional
 
-    from .server import LoopbackServer, Runtime
+    from .runtime import Runtime
+    from .server import LoopbackServer
     from .settings import Settings
-
-_log = logging.getLogger("loopback")
+    from .tools import ToolRegistry
 
 PORT_ENV = "LOOPBACK_PORT"
 
 _lock = threading.Lock()
 _singleton: "Optional[LoopbackServer]" = None  # what ensure() returns while it serves
-_starting: "Optional[Future[LoopbackServer]]" = None  # the start in flight, if any
+_start_in_flight = False  # a thread is starting the singleton
+# Where callers that come while a start is in flight wait for it: made by the first such
+# caller (concurrent.futures is imported only then), resolved by the starting thread.
+_starting: "Optional[Future[LoopbackServer]]" = None
 _active: "Optional[LoopbackServer]" = None  # what active_runtime() describes
 _servers: "set[LoopbackServer]" = set()  # every server start() made that has not closed
 _binding: "list[list[socket.socket]]" = []  # sockets of starts not yet in _servers (see fork)
-_default_registry = ToolRegistry()
+_default_registry: "Optional[ToolRegistry]" = None  # made on first use (default_registry(), a start)
+_registry_lock = threading.Lock()
 _exiting = False
 _atexit_registered = False
 _runs_lock = threading.Condition(threading.RLock())  # RLock: the SIGTERM handler may interrupt a holder
@@ -61,32 +68,46 @@ _run_numbers = itertools.count(1)  # default run labels (NAME#N); next() on it i
 _pending_errors: "list[Exception]" = []  # tools registered early that could not be added
 
 
-def _adopt_pending() -> None:
-    """Add the tools ``@loopback.tool`` registered before this registry existed, in order.
-    One that cannot be added (an unsupported annotation, a name taken) is raised by the
-    next ``default_registry()``, ``ensure()`` or ``start()``."""
+def _adopt_pending(registry: ToolRegistry) -> None:
+    """Add the tools ``@loopback.tool`` registered before the registry existed, in order.
+    One that cannot be added (an unsupported annotation, a name taken) is logged as an
+    error at once and raised by the next ``default_registry()``; a server serves the rest."""
     loopback: Any = sys.modules[__name__.rpartition(".")[0]]  # the package, also vendored under another name
 
     with loopback._pending_lock:
         for func, options in loopback._pending:
             try:
-                _default_registry.add(func, **options)
+                registry.add(func, **options)
             except Exception as exc:
                 _pending_errors.append(exc)
+                listening.logger().error("tool %r is not served: %s", options.get("name", getattr(func, "__name__", func)),
+                                         exc)
         loopback._pending.clear()
         loopback._registry_ready = True
 
 
-def _raise_pending() -> None:
-    if _pending_errors:
-        error = _pending_errors.pop(0)
-        raise error
+def _registry() -> ToolRegistry:
+    """The default registry, made on first use; it adopts the tools registered before."""
+    global _default_registry
+    registry = _default_registry
+    if registry is None:
+        with _registry_lock:
+            registry = _default_registry
+            if registry is None:
+                from .tools import ToolRegistry
+
+                registry = ToolRegistry()
+                _adopt_pending(registry)
+                _default_registry = registry
+    return registry
 
 
 def default_registry() -> ToolRegistry:
     """The registry ``@loopback.tool`` adds to and servers use when given none."""
-    _raise_pending()
-    return _default_registry
+    registry = _registry()
+    if _pending_errors:
+        raise _pending_errors.pop(0)
+    return registry
 
 
 def _pinned_port(port: Optional[int]) -> int:
@@ -97,7 +118,7 @@ def _pinned_port(port: Optional[int]) -> int:
         return 0
     if value.isascii() and value.isdigit() and int(value) <= 65535:
         return int(value)
-    _log.warning("ignoring %s=%r: not a port number", PORT_ENV, value)
+    listening.logger().warning("ignoring %s=%r: not a port number", PORT_ENV, value)
     return 0
 
 
@@ -128,7 +149,7 @@ def _warn_ignored(server: LoopbackServer, port: Optional[int], registry: Optiona
     if registry is not None and registry is not server.registry:
         ignored.append("registry")
     if ignored:
-        _log.warning("the MCP loopback server already runs on port %d: %s ignored (close() it first to "
+        listening.logger().warning("the MCP loopback server already runs on port %d: %s ignored (close() it first to "
                      "start another)", server.port, ", ".join(ignored))
 
 
@@ -169,8 +190,8 @@ def start(
     _binding.append(bound)  # a fork before this server is in _servers still closes its socket
     try:
         server = LoopbackServer(
-            port, host=host, registry=registry if registry is not None else default_registry(),
-            settings=settings, token=token, _on_bind=bound.append,
+            port, host=host, registry=registry, settings=settings, token=token, _on_bind=bound.append,
+            _default_registry=_registry,
         )
         server.on_close(_forget)
         try:
@@ -208,7 +229,7 @@ def ensure(
     Threads that call while a start is in flight wait for that same start. If the
     start fails, every waiter gets the error and the next call tries again.
     """
-    global _singleton, _starting
+    global _singleton, _start_in_flight
     server = _singleton
     if server is not None and server.serving:  # the hot path: no lock
         if port is not None or registry is not None or settings is not None:
@@ -223,28 +244,46 @@ def ensure(
         if server is not None and server.serving:
             _warn_ignored(server, port, registry, settings)
             return server
-        future = _starting
-        owner = future is None
-        if future is None:
-            future = _starting = Future()
-    if not owner:
+        future = _wait_for_start() if _start_in_flight else None
+        _start_in_flight = True
+    if future is not None:
         server = future.result()
         _warn_ignored(server, port, registry, settings)
         return server
     try:
         server = start(_pinned_port(port), host=host, registry=registry, settings=settings)
     except BaseException as exc:
-        with _lock:
-            _starting = None
-        future.set_exception(exc)
+        waiting = _end_start(None)
+        if waiting is not None:
+            waiting.set_exception(exc)
         raise
-    with _lock:
-        _singleton = server
-        _starting = None
-    future.set_result(server)
+    waiting = _end_start(server)
+    if waiting is not None:
+        waiting.set_result(server)
     if port is not None and port not in (0, server.port):
-        _log.info("MCP loopback server runs on port %d, not the requested %d", server.port, port)
+        listening.logger().info("MCP loopback server runs on port %d, not the requested %d", server.port, port)
     return server
+
+
+def _wait_for_start() -> Future[LoopbackServer]:
+    """The future of the start in flight, for a caller that waits for it (call with _lock)."""
+    global _starting
+    if _starting is None:
+        from concurrent.futures import Future
+
+        _starting = Future()
+    return _starting
+
+
+def _end_start(server: Optional[LoopbackServer]) -> Optional[Future[LoopbackServer]]:
+    """The start in flight has ended (``server`` None: it failed); the future callers wait
+    on, if any came, for the starting thread to resolve."""
+    global _singleton, _starting, _start_in_flight
+    with _lock:
+        if server is not None:
+            _singleton = server
+        waiting, _starting, _start_in_flight = _starting, None, False
+    return waiting
 
 
 def close() -> None:
@@ -255,7 +294,7 @@ def close() -> None:
     """
     global _singleton
     with _lock:
-        server, future = _singleton, _starting
+        server, future = _singleton, (_wait_for_start() if _start_in_flight else None)
         _singleton = None
     servers = [server] if server is not None else []
     # A start may be in flight even while an old singleton is still set (it was being
@@ -332,7 +371,7 @@ def _release_all_runs() -> None:
         try:
             release()
         except Exception:
-            _log.exception("releasing an agent run failed")
+            listening.logger().exception("releasing an agent run failed")
 
 
 def _claim_sweep(directory: str) -> bool:
@@ -347,6 +386,8 @@ def _claim_sweep(directory: str) -> bool:
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     # The host left SIGTERM at its default (end the process): release the runs (their agents'
     # process groups, tokens and config directories), then let that default happen.
+    import signal
+
     _release_all_runs()
     if signal.getsignal(signal.SIGTERM) is _on_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -360,6 +401,8 @@ def _in_main_thread() -> bool:
 def _install_sigterm() -> None:
     """Where the host lets us (SIGTERM at its default, called from the main thread)."""
     global _sigterm_installed
+    import signal
+
     if _sigterm_installed or not _in_main_thread():
         return
     try:
@@ -387,6 +430,8 @@ def install_sigterm_cleanup() -> bool:
 def _restore_sigterm() -> None:
     """Put the default back once no run is open, unless the host has changed it since."""
     global _sigterm_installed
+    import signal
+
     if not _sigterm_installed or _sigterm_kept or not _in_main_thread():
         return
     try:
@@ -414,7 +459,8 @@ def _after_fork_in_child() -> None:
     # Every server start() made counts, not only the registered ones: a copy of any
     # listening socket left open here would keep the port answering after the parent
     # closes it.
-    global _lock, _singleton, _starting, _active, _exiting, _servers, _binding, _runs_lock, _runs
+    global _lock, _singleton, _starting, _start_in_flight, _active, _exiting, _servers, _binding, _runs_lock, _runs
+    global _registry_lock
     inherited = {s for s in (_singleton, _active) if s is not None} | _servers
     for bound in _binding:  # servers still binding in another thread at the fork
         for sock in bound:
@@ -425,6 +471,8 @@ def _after_fork_in_child() -> None:
     _binding = []
     _lock = threading.Lock()
     _singleton = _starting = _active = None
+    _start_in_flight = False
+    _registry_lock = threading.Lock()
     _servers = set()
     _exiting = False
     _runs_lock = threading.Condition(threading.RLock())
@@ -436,5 +484,3 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
-
-_adopt_pending()  # last: the module is whole before any tool registered early is added

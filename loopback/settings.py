@@ -1,6 +1,8 @@
 """Settings: every tunable of a server (limits, timeouts, allowed origins) in one object.
 
-Owns: the documented defaults and their validation, done once at construction.
+Owns: the documented defaults and their validation, done once at construction (the
+defaults of the fields that decide how a server listens live in ``listening``, which
+binds before this module is loaded).
 Must not know: sockets, threads or MCP messages.
 """
 
@@ -11,6 +13,8 @@ import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
+
+from . import listening
 
 MIB = 1024 * 1024
 
@@ -103,18 +107,18 @@ class Settings:
     close_timeout: float = 5.0
     page_size: int = 200
     allowed_origins: tuple[str, ...] = ()
-    allow_non_loopback: bool = False
-    port_fallback: bool = True
+    allow_non_loopback: bool = listening.ALLOW_NON_LOOPBACK
+    port_fallback: bool = listening.PORT_FALLBACK
     tool_timeout: Optional[float] = None
     server_name: str = "loopback"
     instructions: Optional[str] = None
-    auth: bool = True
+    auth: bool = listening.AUTH
     stateless: bool = False
     require_session: bool = False
     max_sessions: int = 1024
     max_sessions_per_grant: int = 256
     max_connections: int = 512
-    listen_backlog: Optional[int] = None
+    listen_backlog: Optional[int] = listening.LISTEN_BACKLOG
     session_idle_timeout: float = 3600.0
     sse_keepalive: float = 15.0
     sse_retry: int = 1000

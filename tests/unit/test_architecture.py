@@ -14,11 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "loopback"
 CORE = {
     "errors", "settings", "auth", "http11", "admission", "jsonrpc", "eras", "protocol", "context",
     "catalog", "content", "schema", "tools", "resources", "prompts", "completions", "clients", "tasks",
-    "subscriptions", "calllog", "_compat",
+    "subscriptions", "calllog", "_compat", "listening", "runtime",
 }
 # The shell: sockets, selectors, threads, processes, files, process-wide state.
 SHELL = {"connection", "streams", "sessions", "workers", "server", "lifecycle", "host", "cli", "demo", "private",
-         "callsinks",
+         "callsinks", "acceptor",
          "stdio",
          "__main__", "__init__"}
 # What no core module may import, directly or through another module of the package.
