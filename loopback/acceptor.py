@@ -64,10 +64,12 @@ class Acceptor(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
 
-    def __init__(self, sock: socket.socket, *, registry: ToolRegistry, settings: Settings,
-                 tokens: Optional[TokenStore], calls: Optional[CallLog] = None) -> None:
+    def __init__(self, sock: socket.socket, wake: tuple[socket.socket, socket.socket], *, registry: ToolRegistry,
+                 settings: Settings, tokens: Optional[TokenStore], calls: Optional[CallLog] = None) -> None:
         """Serve ``sock``: bound and listening already (``server`` does that before the
-        machinery loads, so connections made meanwhile wait in its backlog)."""
+        machinery loads, so connections made meanwhile wait in its backlog). ``wake`` is a
+        connected socket pair (reader, writer) whose bytes wake the accept loop; both sockets
+        are closed by ``server_close``."""
         self.selector: Optional[selectors.BaseSelector] = None
         self.settings = settings
         self.registry = registry
@@ -78,7 +80,7 @@ class Acceptor(socketserver.ThreadingTCPServer):
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._connections_lock = threading.Lock()
         self._accept_paused_until = 0.0
-        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader, self._wake_writer = wake
         # BaseServer, not TCPServer: TCPServer's __init__ would make a socket of its own.
         socketserver.BaseServer.__init__(self, sock.getsockname(), Connection)
         self.socket = sock

@@ -16,7 +16,7 @@ reaches every waiter and is not remembered; ``close()`` also closes a start in f
 The cold path stays light: the future is made by the first caller that has to wait (an
 uncontended start imports no ``concurrent.futures``, hence no ``logging``), the default
 registry when a server or ``default_registry()`` first needs it, and this module imports
-nothing heavier than ``threading`` (the server stack loads on the serving thread).
+nothing heavier than ``threading`` (the server stack loads when first needed).
 """
 
 from __future__ import annotations

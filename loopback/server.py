@@ -9,19 +9,21 @@ Must not know: process-wide state (``lifecycle`` keeps the singleton and the act
 runtime) or what requests mean (``connection`` serves them, ``protocol`` answers them).
 
 Listener first: the constructor binds and listens using only modules a host process has
-loaded already (``socket``, ``threading``), so ``ensure()`` has a URL and a token within
-about a millisecond of a fresh start. The serving thread then imports and builds the
-machinery (tens of milliseconds) while the first connections wait in the kernel's
-backlog, and accepts once it is built. Whatever needs a part of the machinery before then
-(``registry``, ``tokens``, ``issue_token``, ``runtime``, ...) waits for that build, or does
-it. A server given something the build could refuse (a ``token``, an ``audit_path``) is
-built before the constructor returns, so that the refusal reaches the caller.
+loaded already (``socket``, ``threading``), so ``ensure()`` has a URL and a token within a
+few milliseconds of a fresh start. The serving thread then waits in the kernel (without
+the GIL) until the first connection arrives, builds the machinery (tens of milliseconds,
+while that connection waits in the backlog) and accepts. Whatever needs a part of the
+machinery before then (``registry``, ``tokens``, ``issue_token``, ``runtime``, ...) builds
+it, or waits for the build in flight. A server given something the build could refuse (a
+``token``, an ``audit_path``) is built before the constructor returns, so that the refusal
+reaches the caller.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import selectors
 import socket
 import threading
 
@@ -76,6 +78,16 @@ def _listen(host: str, port: int, backlog: int, fallback: bool,
     return sock
 
 
+def _close_selector(selector: Optional[selectors.BaseSelector]) -> None:
+    """In a forked child: close the descriptor of a selector a parent's thread uses."""
+    fileno = getattr(selector, "fileno", None)  # epoll and kqueue have a descriptor
+    if fileno is not None:
+        try:
+            os.close(fileno())
+        except (OSError, ValueError):
+            pass
+
+
 class LoopbackServer:
     """An MCP server on a loopback address. Bound (listening) once constructed.
 
@@ -113,12 +125,18 @@ class LoopbackServer:
         backlog = (given.listen_backlog if given is not None else listening.LISTEN_BACKLOG) or _kernel_backlog()
         fallback = given.port_fallback if given is not None else listening.PORT_FALLBACK
         self._socket = _listen(host, port, backlog, fallback, _on_bind)
+        try:
+            self._wake_reader, self._wake_writer = socket.socketpair()  # wakes the serving thread
+        except BaseException:
+            self._socket.close()
+            raise
         self.host = host
         self.port: int = self._socket.getsockname()[1]
         self._thread: Optional[threading.Thread] = None
         self._closing = False  # close() has begun, or the build failed: not serving
         self._build_lock = threading.Lock()
         self._acceptor: Optional[Acceptor] = None
+        self._waiting: Optional[selectors.BaseSelector] = None  # the serving thread's, until the build
         self._close_lock = threading.Lock()
         self._closed = threading.Event()
         self._on_close: list[Callable[["LoopbackServer"], None]] = []
@@ -127,13 +145,15 @@ class LoopbackServer:
             try:
                 self._build()  # a bad token or audit file fails the start, not the serving thread
             except BaseException:
-                self._socket.close()
+                for sock in (self._socket, self._wake_reader, self._wake_writer):
+                    sock.close()
                 raise
 
     def _build(self) -> Acceptor:
-        """The request machinery, built once: by the serving thread before it accepts, or by
-        the first caller that needs a part of it (a build in flight is waited for).
-        Raises ``StartError`` once the server has closed without having been built."""
+        """The request machinery, built once, when first needed: by the serving thread when
+        the first connection arrives, or by the first caller that needs a part of it (which
+        then lets the serving thread accept). A build in flight is waited for. Raises
+        ``StartError`` once the server has closed without having been built."""
         acceptor = self._acceptor
         if acceptor is not None:
             return acceptor
@@ -142,6 +162,7 @@ class LoopbackServer:
                 if self._closing:
                     raise StartError("this server is closed")
                 self._acceptor = self._make_acceptor()
+                self._acceptor.wake()  # a serving thread still waiting for a first connection
             return self._acceptor
 
     def _make_acceptor(self) -> Acceptor:
@@ -164,7 +185,8 @@ class LoopbackServer:
         except OSError as exc:
             raise StartError(f"cannot open the audit file {settings.audit_path}: {exc.strerror or exc}") from None
         try:
-            acceptor = Acceptor(self._socket, registry=registry, settings=settings, tokens=tokens, calls=calls)
+            acceptor = Acceptor(self._socket, (self._wake_reader, self._wake_writer), registry=registry,
+                                settings=settings, tokens=tokens, calls=calls)
         except BaseException:
             calls.close()
             raise
@@ -176,7 +198,22 @@ class LoopbackServer:
         return acceptor
 
     def _serve(self) -> None:
-        """The serving thread: build the machinery, then accept until close()."""
+        """The serving thread: wait for a first connection (or for the machinery to be
+        needed), build the machinery, then accept until close()."""
+        # Waiting in the kernel, without the GIL: the thread that started the server runs
+        # on at full speed, and a host whose agents never connect loads nothing more.
+        try:
+            with selectors.DefaultSelector() as selector:
+                self._waiting = selector  # a forked child closes its copy
+                selector.register(self._socket, selectors.EVENT_READ)
+                selector.register(self._wake_reader, selectors.EVENT_READ)
+                selector.select()
+        except (OSError, ValueError):  # closed meanwhile
+            return
+        finally:
+            self._waiting = None
+        if self._closing:
+            return
         try:
             acceptor = self._build()
         except StartError:  # closed before it was built
@@ -372,11 +409,16 @@ class LoopbackServer:
                 log.exception("on_close callback failed")
 
     def _close_unbuilt(self) -> None:
-        """Closed before the machinery was built: there is only the listening socket, and
-        a serving thread that finds the server closed instead of building."""
-        self._socket.close()
+        """Closed before the machinery was built: there is only the listening socket, the
+        wake pair, and a serving thread that wakes to find the server closed."""
+        try:
+            self._wake_writer.send(b"\0")
+        except OSError:
+            pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        for sock in (self._socket, self._wake_reader, self._wake_writer):
+            sock.close()
 
     def _close_built(self, httpd: Acceptor) -> None:
         httpd.stop()
@@ -404,12 +446,14 @@ class LoopbackServer:
         """In a forked child: drop the inherited sockets without touching the parent's server."""
         self._closed.set()
         self._closing = True
+        _close_selector(self._waiting)
         httpd = self._acceptor
         if httpd is None:  # not built (or being built by a thread the child does not have)
-            try:
-                os.close(self._socket.detach())
-            except OSError:
-                pass
+            for sock in (self._socket, self._wake_reader, self._wake_writer):
+                try:
+                    os.close(sock.detach())
+                except OSError:
+                    pass
             return
         httpd.endpoint.closing = True
         httpd.endpoint.calls.abandon_after_fork()
@@ -420,12 +464,7 @@ class LoopbackServer:
                 os.close(sock.detach())
             except OSError:
                 pass
-        fileno = getattr(httpd.selector, "fileno", None)  # epoll and kqueue have a descriptor
-        if fileno is not None:
-            try:
-                os.close(fileno())
-            except (OSError, ValueError):
-                pass
+        _close_selector(httpd.selector)
 
     @property
     def closed(self) -> bool:

@@ -186,7 +186,7 @@ def test_port_held_by_another_process_gives_an_error_naming_it_and_the_next_ensu
                 attempt()
             assert caught.value.port == port and caught.value.host == "127.0.0.1"
             assert f"127.0.0.1:{port}" in str(caught.value) and "in use" in str(caught.value)
-        assert loopback.active_runtime() is None and lifecycle._starting is None
+        assert loopback.active_runtime() is None and (lifecycle._starting is None and not lifecycle._start_in_flight)
     finally:
         holder.stdin.close()
         holder.wait(JOIN)

@@ -76,7 +76,7 @@ def test_prepare_without_mcp_starts_nothing(binds: list[Any]) -> None:
     assert run.runtime is None and run.warning is None and not run.enabled
     assert run.http_config() is None
     assert loopback.active_runtime() is None
-    assert lifecycle._singleton is None and lifecycle._starting is None
+    assert lifecycle._singleton is None and (lifecycle._starting is None and not lifecycle._start_in_flight)
     assert binds == [] and not serving_threads()
     assert threading.active_count() == threads_before
 
@@ -138,7 +138,7 @@ def test_prepare_with_failed_start_warns_and_the_run_goes_on_without_mcp(
     warnings = [r for r in caplog.records if r.name == "loopback" and r.levelno == logging.WARNING]
     assert any(str(port) in r.getMessage() and "without MCP" in r.getMessage() for r in warnings), caplog.text
     assert loopback.active_runtime() is None and not serving_threads()
-    assert lifecycle._singleton is None and lifecycle._starting is None
+    assert lifecycle._singleton is None and (lifecycle._starting is None and not lifecycle._start_in_flight)
 
     with prepare_agent_run(needs_mcp=True) as later:  # the failure is not remembered
         assert later.enabled and later.warning is None and port_accepts(later.runtime.port)

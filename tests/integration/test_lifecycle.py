@@ -262,7 +262,7 @@ def test_failed_start_reaches_every_waiter_and_is_not_remembered(monkeypatch: py
             assert f":{port}" in str(outcome) and outcome.port == port
         assert loopback.active_runtime() is None
         assert not serving_threads()
-        assert lifecycle._starting is None and lifecycle._singleton is None
+        assert (lifecycle._starting is None and not lifecycle._start_in_flight) and lifecycle._singleton is None
 
         server = loopback.ensure(0)  # the failure is not remembered
     assert spy.count == 2
@@ -349,7 +349,7 @@ def test_close_during_start_closes_what_the_start_produces(monkeypatch: pytest.M
     assert isinstance(server, loopback.LoopbackServer), server
     assert server.closed and not server.serving
     assert loopback.active_runtime() is None
-    assert lifecycle._singleton is None and lifecycle._starting is None
+    assert lifecycle._singleton is None and (lifecycle._starting is None and not lifecycle._start_in_flight)
     assert wait_for(lambda: not serving_threads(), 5), serving_threads()
     assert not port_accepts(server.port)
     fresh = loopback.ensure(0)
@@ -408,7 +408,7 @@ def test_close_waits_for_a_start_in_flight_even_while_the_old_singleton_is_closi
     assert new is not old and old.closed
     assert new.closed, "close() returned while a start was in flight and left its server running"
     assert loopback.active_runtime() is None
-    assert lifecycle._singleton is None and lifecycle._starting is None
+    assert lifecycle._singleton is None and (lifecycle._starting is None and not lifecycle._start_in_flight)
     assert wait_for(lambda: not serving_threads(), 5), serving_threads()
 
 

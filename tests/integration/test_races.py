@@ -245,7 +245,7 @@ def test_64_threads_repeatedly_interleaving_ensure_and_close_leave_one_consisten
             serving = [s for s in seen.values() if s.serving]
             assert len(serving) <= 1, (plan[0], serving)
             assert len(server_threads()) == len(serving), (plan[0], server_threads())
-            assert lifecycle._starting is None
+            assert (lifecycle._starting is None and not lifecycle._start_in_flight)
             if plan[0] == "ensure":
                 # Nobody closed: one server, shared by all (single flight if it was new).
                 assert len({id(s) for s in results}) == 1
@@ -300,7 +300,7 @@ def test_close_during_a_start_with_32_waiters_hands_them_all_the_one_server_it_c
     assert all(results[f"waiter-{i}"] is server for i in range(32)), set(map(repr, results.values()))
     assert gate.binds == 1  # one start, whatever the number of callers
     assert server.closed and not port_accepts(server.port)
-    assert loopback.active_runtime() is None and lifecycle._singleton is None and lifecycle._starting is None
+    assert loopback.active_runtime() is None and lifecycle._singleton is None and (lifecycle._starting is None and not lifecycle._start_in_flight)
     assert wait_for(lambda: not server_threads(), 5)
     fresh = loopback.ensure(0, registry=make_registry())
     assert fresh is not server and add_via_http(fresh, 1, 2) == 3
@@ -602,7 +602,7 @@ class ForkedChild:
 def child_serves_its_own(registry: loopback.ToolRegistry, parent_port: int) -> dict[str, Any]:
     """In a forked child: no server inherited; its own starts, serves a call and closes."""
     report: dict[str, Any] = {"active_none": loopback.active_runtime() is None,
-                              "starting_none": lifecycle._starting is None}
+                              "starting_none": (lifecycle._starting is None and not lifecycle._start_in_flight)}
     child = loopback.ensure(0, registry=registry)
     report["other_port"] = child.port != parent_port
     report["sum"] = add_via_http(child, 2, 3)
@@ -714,7 +714,7 @@ def test_fork_while_another_thread_is_starting_the_server_the_child_starts_its_o
     starter.start()
     try:
         assert gate.entered.wait(JOIN)
-        assert lifecycle._starting is not None  # the start is in flight in the parent
+        assert lifecycle._start_in_flight  # the start is in flight in the parent
         child = ForkedChild(lambda: child_serves_its_own(registry, 0))
         try:
             report = child.report()
