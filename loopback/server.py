@@ -222,7 +222,7 @@ class LoopbackServer:
             listening.logger().exception("the MCP loopback server on port %d could not start serving", self.port)
             self.close()  # not serving: the next ensure() starts another
             return
-        listening.logger().info("MCP loopback server listening on %s", self.url)
+        listening.logger().info("MCP loopback server on %s accepts connections", self.url)
         acceptor.serve_forever()
 
     @property

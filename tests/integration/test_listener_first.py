@@ -1,6 +1,6 @@
 """Listener first: ``ensure()`` binds, listens and returns with only light modules loaded;
-the serving thread builds the request machinery while the first connections wait in the
-backlog. Fresh interpreters where the cold path matters; real sockets throughout."""
+the request machinery is built when first needed (the first connection, which waits in the
+backlog meanwhile, or a part of it asked for). Fresh interpreters where the cold path matters; real sockets throughout."""
 
 from __future__ import annotations
 
@@ -122,7 +122,17 @@ def test_a_build_that_fails_closes_the_server_and_frees_its_port(caplog: pytest.
     server = LoopbackServer(0, _default_registry=broken)
     server.on_close(lambda _: closed.set())
     server.start()
-    assert closed.wait(10)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as first:  # the build is now needed
+            assert closed.wait(10)
+            first.settimeout(5)
+            try:
+                data = first.recv(1)
+            except ConnectionResetError:
+                data = b""
+            assert data == b""  # dropped with the listening socket: no answer, no hang
+    finally:
+        server.close()
     assert server.closed and not server.serving
     assert _refused(server.port)
     assert "could not start serving" in caplog.text and "no registry today" in caplog.text
