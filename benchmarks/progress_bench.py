@@ -13,10 +13,11 @@ over ``threads`` threads started together) and answers with the CPU time (ns,
 encoding, framing and writing included (a write can be made by another sending thread:
 all of them are counted). The client (a raw socket in the child's main thread) posts
 the call on the plain JSON path, reads the chunked ``text/event-stream`` response to its
-end and checks it: every notification present, event ids ``s1-1`` .. consecutive, each
+end and checks it: every notification present, event ids ``s1-0`` .. consecutive, each
 thread's progress values increasing, the result last with the expected text. It counts
-the chunks of the body: the server writes one chunk per write (the head goes with the
-first), so chunks = writes.
+the chunks of the body that carry data: the server writes one chunk per write (the
+head goes with the first, the terminal chunk with the result), so they are the writes
+(code before the combined writes wrote the terminal chunk alone: one write more).
 
 The parent alternates the trees (A B B A ...), ``--rounds`` times, and prints per tree
 and mode the median CPU per notification and the median number of writes per call.
