@@ -28,9 +28,11 @@ stateless, JSON responses, uvicorn; see ``serve_sdk.py``):
    server, ``--calls`` timed calls after ``initialize``, ``notifications/initialized``
    and a warm-up; the servers' calls alternate in blocks of 100, so drift in a noisy
    machine's speed hits all alike.
-5. throughput with 1, 4 and 16 concurrent keep-alive connections (one client thread
-   each), ``--seconds`` per server per level, run as two halves in the order A B C C B A;
-   each half is also capped in requests.
+5. throughput with 1, 4 and 16 concurrent keep-alive connections, one request in flight
+   on each, driven by the lean raw-socket client (``lean_client.py``: one thread, one
+   selector, request bytes built once per connection; ``--http-client``: http.client,
+   one thread per connection, as before), ``--seconds`` per server per level, run as two
+   halves in the order A B C C B A; each half is also capped in requests.
 6. errors: every response is checked (status 200, the right id, ``isError`` false,
    the text "3"); a wrong answer, another status or an exception counts as an error.
 7. a table with the ratios loopback / floor and SDK / loopback, and the targets MET / NOT MET.
@@ -69,6 +71,7 @@ if HERE not in sys.path:
 
 import floor as floor_module  # noqa: E402  (benchmarks/floor.py)
 import goals as goals_module  # noqa: E402  (benchmarks/goals.py: the issue-14 figures)
+import lean_client  # noqa: E402  (benchmarks/lean_client.py: the throughput runs' client)
 
 FLOOR_BODY = floor_module.FLOOR_BODY
 
@@ -95,6 +98,7 @@ SPAWN_POLL_S = 0.0005  # the spawn client retries this often until the first cal
 SPAWN_TIMEOUT_S = 60.0
 RSS_SETTLE_S = 0.2     # idle time between the first answered call and reading VmRSS
 LOCK_CHECK_CALLS = 10_000
+THROUGHPUT_CLIENT = "lean"  # the throughput runs' client: "lean" (lean_client.py) or "http.client" (--http-client)
 
 NAMES = ("floor", "loopback", "sdk")
 SDK_IMPORT = "from mcp.server.mcpserver import MCPServer"
@@ -305,9 +309,13 @@ def _worker() -> None:
         print(json.dumps({"targets": results}), flush=True)
         return
 
-    # Throughput: N threads, each with its own keep-alive connection, against one target.
+    # Throughput: N keep-alive connections against one target.
     (t,) = targets
     port, headers, n = int(t["port"]), t["headers"], int(spec["connections"])
+    if spec.get("client", "lean") == "lean":
+        _lean_throughput(spec, t, opts(t), block)
+        return
+    # The http.client way (--http-client): one thread per connection, released together.
     connections = []
     for _ in range(n):
         conn, session_headers, errs = _connect(port, headers, opts(t)["handshake"])
@@ -354,6 +362,35 @@ def _worker() -> None:
         "client_cpu_s": client_cpu,
         "lat_ns": [x for lst in lat_lists for x in lst],
     }
+    print(json.dumps({"targets": {t["name"]: out}}), flush=True)
+
+
+def _lean_throughput(spec: dict[str, Any], t: dict[str, Any], o: dict[str, Any], block: Callable[[str], None]) -> None:
+    """The throughput load with the lean client (lean_client.py): one thread, raw
+    sockets, every connection with one request in flight; every answer checked."""
+    min_len = o["min_len"]
+
+    def check(data: bytes) -> bool:
+        return _check_answer(data) if min_len is None else _check_sized(data, min_len)
+
+    n = int(spec["connections"])
+    load = lean_client.LeanLoad(int(t["port"]), t["headers"], o["body"], n, handshake=o["handshake"],
+                                init_body=INIT_BODY, initialized_body=INITIALIZED_BODY, check=check,
+                                timeout=CLIENT_TIMEOUT)
+    print("READY", flush=True)
+    if sys.stdin.readline().strip() != "GO":
+        load.close()
+        return
+    block(t["name"])
+    latencies: list[int] = []
+    cpu0 = time.process_time()
+    start = time.perf_counter_ns()
+    result = load.run(max(1, int(spec["max_requests"]) // n), start + int(spec["seconds"] * 1e9), latencies)
+    client_cpu = time.process_time() - cpu0
+    load.close()
+    out = {"calls": result["calls"], "errors": result["errors"], "handshake_errors": load.handshake_errors,
+           "closes": result["closes"], "elapsed_s": (result["end_ns"] - start) / 1e9, "client_cpu_s": client_cpu,
+           "lat_ns": latencies}
     print(json.dumps({"targets": {t["name"]: out}}), flush=True)
 
 
@@ -803,7 +840,7 @@ def measure_throughput(targets: dict[str, tuple[int, dict[str, str]]], connectio
         print(f"throughput: {name}, {connections} connection(s) ...", file=sys.stderr)
         result = run_worker(
             {"mode": "throughput", "connections": connections, "seconds": seconds / 2,
-             "max_requests": max(1, max_requests // 2),
+             "max_requests": max(1, max_requests // 2), "client": THROUGHPUT_CLIENT,
              "targets": [dict(name=name, port=port, headers=headers)]},
             timeout=seconds + 120.0, clocks=clocks)
         parts[name].append(result[name])
@@ -847,11 +884,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                              "20 warm-up calls, no untimed warm-up processes; explicit options still win")
     parser.add_argument("--svg", metavar="PATH", help="also draw the issue-14 figures as an SVG chart at PATH")
     parser.add_argument("--no-goals", action="store_true", help="leave out the issue-14 section (raw floor, eras, payloads, bursts)")
+    parser.add_argument("--http-client", action="store_true",
+                        help="throughput runs with the http.client client, one thread per connection (the client "
+                             "of runs before 2026-11-29 evening; default: the lean raw-socket client, lean_client.py)")
     parser.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._worker:
         _worker()
         return 0
+    global THROUGHPUT_CLIENT
+    THROUGHPUT_CLIENT = "http.client" if args.http_client else "lean"
     defaults = ({"seconds": 0.2, "calls": 50, "cold_runs": 1, "warm_calls": 1000} if args.quick
                 else {"seconds": 3.0, "calls": 2000, "cold_runs": 5, "warm_calls": 100_000})
     for key, value in defaults.items():
@@ -1111,7 +1153,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         w(f"  {name:<9}{r['p50_us']:9.1f} {r['p90_us']:8.1f} {r['p99_us']:8.1f} {r['max_us']:8.0f}"
           f"  {r['mean_us']:8.1f} {r['errors'] + r['handshake_errors']:8d}   {r['server_cpu_us_per_req']:10.1f}")
     w("")
-    w(f"throughput: N keep-alive connections, one client thread each; {args.seconds:g} s per server per level"
+    client = ("http.client, one client thread each" if THROUGHPUT_CLIENT == "http.client"
+              else "lean raw-socket client, one thread")
+    w(f"throughput: N keep-alive connections ({client}); {args.seconds:g} s per server per level"
       f" (two halves, A B C C B A; cap {args.max_requests} requests)")
     w("  conns  server      req/s   errors   p50 us    p99 us   server CPU us/req")
     for n in levels:
@@ -1147,7 +1191,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "max_requests": args.max_requests, "cold_runs": args.cold_runs,
                         "warm_calls": args.warm_calls, "warmup_calls": warmup_calls,
                         "latency_block": LATENCY_BLOCK, "one_write_floor": args.one_write_floor,
-                        "quick": args.quick},
+                        "quick": args.quick, "throughput_client": THROUGHPUT_CLIENT},
             "servers": names,
             "sdk": sdk,
             "floor_matches_loopback_answer": floor_matches,

@@ -245,7 +245,8 @@ def run(bench: Any, *, loopback_port: int, token: str, floor_port: int, raw_port
             t = next(t for t in targets if t["name"] == name)
             print(f"goals: throughput {name}, 16 connections (repetition {rep + 1}/{reps}) ...", file=sys.stderr)
             result = bench.run_worker({"mode": "throughput", "connections": 16, "seconds": seconds / 2,
-                                       "max_requests": 100_000, "targets": [t]},
+                                       "max_requests": 100_000, "targets": [t],
+                                       "client": getattr(bench, "THROUGHPUT_CLIENT", "lean")},
                                       timeout=seconds + 120.0, clocks=clocks)
             parts[name].append(result[name])
         reps_tput.append({name: bench._merge(p) for name, p in parts.items()})

@@ -2,10 +2,12 @@
 stream, and the watch that tells when a client has left.
 
 Owns: ``PostChannel`` (a call's response, held back until the call first sends a
-message, then a chunked ``text/event-stream`` whose last event is the result),
-``serve_get`` (the session's standalone stream, or a resumption with
-``Last-Event-ID``: queued writes, keep-alive comments, ended when the session, the
-grant or the server ends), ``DisconnectWatcher`` (one thread and one ``selectors``
+message, then a chunked ``text/event-stream`` whose last event is the result; its
+writes combined: a lone event is written at once by its sender, events that queue up
+behind a write go out together in the next one), ``serve_get`` (the session's
+standalone stream, or a resumption with ``Last-Event-ID``: queued writes, what queued
+up written together, keep-alive comments, ended when the session, the grant or the
+server ends), ``DisconnectWatcher`` (one thread and one ``selectors``
 selector per server for every connection whose request the client's leaving
 cancels) and ``client_left`` (a non-blocking peek: no ``select.select``, so any
 descriptor number works).
@@ -71,6 +73,8 @@ def _sse_head(writer: Writer, extra: tuple[str, ...] = ()) -> tuple[bytes, bool]
 # One lock for all channels, taken only to start a stream: most calls never do, and a
 # lock of their own would cost every call.
 _OPEN_LOCK = threading.Lock()
+# Events a call's stream queues behind a write before its sender waits for the writer.
+_MAX_QUEUED = 256
 
 
 class PostChannel:
@@ -81,10 +85,20 @@ class PostChannel:
     chunked body ends and the connection stays open for the next request. When the
     client goes away the events are kept (``sessions.EventStream``) for a ``GET`` with
     ``Last-Event-ID``; ``close`` ends the response early on purpose (SSE polling).
+
+    Writes are combined: the stream hands each framed event to ``_sink``, which only
+    queues it; the sender then writes what is queued unless another thread is writing
+    right now, in which case that thread writes it too when its write returns (it looks
+    again after each). So a lone event leaves at once on its sender's thread, and events
+    that queue up behind a write (several senders, a client reading slowly, the result
+    behind the last notifications) go out together in the next one, as one chunk. No
+    timer: nothing waits for company. The order is the stream's (events are queued under
+    its lock, numbered); a sender that finds ``_MAX_QUEUED`` events waiting waits for
+    the writer, as it would have waited for the socket.
     """
 
     __slots__ = ("_writer", "_session", "_prime", "_settings", "stream", "_started", "_ended", "_dead",
-                 "_chunked", "_closing")
+                 "_chunked", "_closing", "_queued", "_head", "_writing")
 
     def __init__(self, writer: Writer, session: Optional[Session], prime: bool, settings: Settings) -> None:
         self._writer = writer
@@ -95,8 +109,16 @@ class PostChannel:
         self._started = self._ended = self._dead = False
         self._chunked = True
         self._closing = False  # close() came first: the head says Connection: close
+        # Framed events not yet written, in stream order; None: end the response after them.
+        # Only the holder of _writing takes from the front; senders append at the end.
+        self._queued: list[Optional[bytes]] = []
+        self._head: Optional[bytes] = None  # the response head, until the first write takes it
+        self._writing = threading.Lock()
 
     def _open(self) -> EventStream:
+        stream = self.stream
+        if stream is not None:
+            return stream
         with _OPEN_LOCK:
             stream = self.stream
             if stream is None:
@@ -109,7 +131,16 @@ class PostChannel:
             return stream
 
     def notify(self, message: dict[str, Any]) -> None:
-        self._open().send(message)
+        (self.stream or self._open()).send(message)
+        writing = self._writing
+        if writing.acquire(False):  # nobody is writing: the usual case, this event alone
+            try:
+                self._write_queued()
+            finally:
+                writing.release()
+            if not self._queued:
+                return
+        self._flush(len(self._queued) >= _MAX_QUEUED)
 
     def close(self) -> None:
         """End the HTTP response now (the call goes on); only when the client can resume."""
@@ -119,7 +150,7 @@ class PostChannel:
         # yet sent says so, so the client does not queue its reconnection behind it.
         self._closing = True
         stream = self._open()
-        stream.detach(self._sink, end=True)
+        stream.detach(self._sink, end=True)  # written (the end too) before it returns
         self._writer.close_connection = True  # its thread is busy with the call until it returns
         self._writer.end_response_early()
 
@@ -127,38 +158,82 @@ class PostChannel:
         """Send the call's response as the last event (kept for a resume if nobody reads)."""
         stream = self.stream
         assert stream is not None
-        delivered = stream.send(encoded, last=True)
+        delivered = stream.send(encoded, last=True)  # written, with all queued before it, when it returns
+        self._flush(True)
         if not self._ended:
             self._writer.close_connection = True  # the response did not end cleanly
-        if delivered and self._session is not None:
+        if delivered and not self._dead and self._session is not None:
             self._session.drop_stream(stream)  # read to the end: nothing left to resume
 
     def _sink(self, data: Optional[bytes]) -> bool:
+        """Queue one framed event (None: end the response), in the stream's order; False
+        once the client is gone. Ending also writes everything queued, the end included."""
         if self._dead:
             return False
-        writer = self._writer
-        try:
-            if data is None:
-                if self._started and not self._ended:
-                    self._ended = True
-                    if self._chunked:
-                        writer.write(http11.LAST_CHUNK)
-                return True
-            if self._ended:
-                return False
-            if not self._started:
-                self._started = True
-                if self._closing:
-                    writer.close_connection = True
-                head, self._chunked = _sse_head(writer, ("Connection: close",) if self._closing else ())
-                writer.write(head + (http11.chunk(data) if self._chunked else data))
-                return True
-            writer.write(http11.chunk(data) if self._chunked else data)
+        if data is None:
+            if self._started and not self._ended:
+                self._ended = True
+                self._queued.append(None)
+                self._flush(True)
             return True
+        if self._ended:
+            return False
+        if not self._started:
+            self._started = True
+            writer = self._writer
+            if self._closing:
+                writer.close_connection = True
+            self._head, self._chunked = _sse_head(writer, ("Connection: close",) if self._closing else ())
+        self._queued.append(data)
+        return True
+
+    def _flush(self, wait: bool) -> None:
+        """Write what is queued, unless another thread is writing (it takes this too:
+        it looks again after releasing). ``wait``: wait for that thread, then write the
+        rest, so everything queued before this call is written when it returns."""
+        writing = self._writing
+        while self._queued:
+            if not writing.acquire(wait):
+                return
+            try:
+                self._write_queued()
+            finally:
+                writing.release()
+
+    def _write_queued(self) -> None:
+        """One write of everything queued now (holding ``_writing``)."""
+        queued = self._queued
+        count = len(queued)
+        if count == 1:
+            first = queued.pop(0)  # senders only append: the first is still this one
+            end = first is None
+            events = b"" if first is None else first
+        else:
+            batch = queued[:count]
+            del queued[:count]
+            end = None in batch
+            if end:
+                batch = batch[:batch.index(None)]  # nothing is queued after the end
+            events = b"".join(batch)  # type: ignore[arg-type]
+        if self._dead or not count:
+            return
+        if self._chunked:
+            out = http11.chunk(events) if events else b""
+            if end:
+                out += http11.LAST_CHUNK
+        else:
+            out = events
+        head = self._head
+        if head is not None:  # set before the first event was queued, so seen once that is
+            self._head = None
+            out = head + out
+        try:
+            if out:
+                self._writer.write(out)
         except OSError:
             self._dead = True
-            writer.close_connection = True
-            return False
+            queued.clear()
+            self._writer.close_connection = True
 
 
 def serve_get(writer: Writer, sock: socket.socket, session: Session, last_event_id: Optional[str],
@@ -182,7 +257,8 @@ def serve_get(writer: Writer, sock: socket.socket, session: Session, last_event_
 
     # Whoever sends (a tool's thread, a registry change) only queues: a slow client
     # holds up this connection's thread, never theirs. One that falls more than a
-    # history behind is cut off; it resumes from the history (Last-Event-ID).
+    # history behind is cut off; it resumes from the history (Last-Event-ID). What
+    # queued up while this thread wrote goes out in its next write, as one chunk.
     def sink(data: Optional[bytes]) -> bool:
         nonlocal alive
         if not alive:
@@ -228,7 +304,22 @@ def serve_get(writer: Writer, sock: socket.socket, session: Session, last_event_
                 item = sessions.KEEPALIVE
             if item is None:  # the stream ended (server closing, session ended, replaced)
                 break
+            ended = False
+            if items.qsize():  # more queued behind it: one write for all of them
+                batch = [item]
+                while len(batch) < _MAX_QUEUED:
+                    try:
+                        more = items.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        ended = True
+                        break
+                    batch.append(more)
+                item = b"".join(batch)
             writer.write(http11.chunk(item) if chunked else item)
+            if ended:
+                break
         else:
             writer.close_connection = True
             return
