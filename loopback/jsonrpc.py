@@ -166,7 +166,8 @@ def encode(message: Any) -> bytes:
 # The C encoder ``_encoder.encode`` builds for every call, built once: no circular
 # check (it needs a fresh dict each time); a cycle then hits the recursion limit, and
 # anything that does goes again the checked way, which raises what it always raised.
-_c_encode = None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_c_encode: Any = None if _c_make_encoder is None else _c_make_encoder(
     None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
 
 
