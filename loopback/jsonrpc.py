@@ -61,7 +61,7 @@ def _reject_constant(name: str) -> None:
 
 
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
-_scan = _decoder.scan_once
+_scan: Any = getattr(_decoder, "scan_once")  # noqa: B009 (typeshed does not declare it)
 
 
 def decode(body: bytes) -> Any:
