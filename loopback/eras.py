@@ -235,7 +235,9 @@ def check_headers(headers: Mapping[str, str], payload: Mapping[str, Any], envelo
     method, and for ``tools/call``/``prompts/get``/``resources/read`` ``Mcp-Name``
     (Base64 sentinel decoded) the name or uri. Each is required; each may appear once.
     """
-    values = {name: _header_values(headers, name) for name in _ROUTING_HEADERS}
+    get_all = getattr(headers, "get_all", None)  # http11.Headers: each field's values, in order
+    values = ({name: get_all(name) for name in _ROUTING_HEADERS} if get_all is not None
+              else {name: _header_values(headers, name) for name in _ROUTING_HEADERS})
     for name, found in values.items():
         if len(found) > 1:
             return JsonRpcError(HEADER_MISMATCH, f"Header mismatch: {name} appears more than once")
