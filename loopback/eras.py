@@ -220,6 +220,12 @@ def decode_header_value(value: Optional[str]) -> Optional[str]:
         return None
 
 
+def _plainly_equal(value: str, body_value: Any) -> bool:
+    """Whether a header value is the body's value as is: no Base64 sentinel, only characters
+    a header may carry (``decode_header_value`` then gives the value itself)."""
+    return value == body_value and not value.startswith("=?") and value.isascii() and value.isprintable()
+
+
 def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
     get_all = getattr(headers, "get_all", None)
     if get_all is not None:
@@ -269,7 +275,7 @@ def check_headers(headers: Mapping[str, str], payload: Mapping[str, Any], envelo
                 return JsonRpcError(HEADER_MISMATCH, f"Header mismatch: Mcp-Name header present but params.{key} is absent")
         elif not sent_name:
             return JsonRpcError(HEADER_MISMATCH, "Header mismatch: Mcp-Name header is missing")
-        elif decode_header_value(sent_name[0].strip()) != body_value:
+        elif not _plainly_equal(sent_name[0].strip(), body_value) and decode_header_value(sent_name[0].strip()) != body_value:
             return JsonRpcError(
                 HEADER_MISMATCH,
                 f"Header mismatch: Mcp-Name header value {sent_name[0].strip()!r} does not match body value {body_value!r}",
@@ -375,8 +381,12 @@ def decorate(method: str, result: dict[str, Any], ctx: RequestContext) -> dict[s
         result.setdefault("ttlMs", _TTL_MS)
         result.setdefault("cacheScope", _CACHE_SCOPE)
     meta = result.get("_meta")
-    meta = dict(meta) if isinstance(meta, dict) else {}
-    meta.setdefault(META_SERVER_INFO, server_info(ctx))
+    if isinstance(meta, dict):
+        meta = dict(meta)
+        if META_SERVER_INFO not in meta:
+            meta[META_SERVER_INFO] = server_info(ctx)
+    else:
+        meta = {META_SERVER_INFO: server_info(ctx)}
     result["_meta"] = meta
     return result
 
