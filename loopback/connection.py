@@ -448,7 +448,11 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             self.refuse(exc)
             return
         memo = self._memo
-        if memo is not None and (raw is memo.raw or memo.raw == raw) and self._same_grant(memo.admitted):
+        # A repeated head's token (the same bytes) must still have its grant: checked on
+        # every request, revoked or expired sends it back through admission.
+        if memo is not None and (raw is memo.raw or memo.raw == raw) and (
+                endpoint.tokens is None or (memo.admitted.grant is not None
+                                            and endpoint.tokens.still_live(memo.admitted.grant))):
             self._request_line = memo.request_line
             self.close_connection = memo.close
             admitted = memo.admitted
@@ -505,12 +509,6 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         else:
             endpoint.sessions.remove(session.id)
             self.send(204)
-
-    def _same_grant(self, decision: Admission) -> bool:
-        """Whether a repeated head's token (the same bytes) still has its grant: checked
-        on every request, revoked or expired sends it back through admission."""
-        tokens = self.endpoint.tokens
-        return tokens is None or (decision.grant is not None and tokens.still_live(decision.grant))
 
     @staticmethod
     def _body_announced(head: http11.RequestHead) -> bool:

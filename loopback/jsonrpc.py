@@ -112,7 +112,8 @@ def classify(message: Any) -> str:
             raise JsonRpcError(INVALID_REQUEST, 'Invalid Request: "params" must be an object')
         if "id" not in message:
             return NOTIFICATION
-        if not _valid_id(message["id"]):
+        request_id = message["id"]  # MCP narrows JSON-RPC: a string or an integer, never null or a bool
+        if type(request_id) is not str and type(request_id) is not int and not _valid_id(request_id):
             raise JsonRpcError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer')
         return REQUEST
     if ("result" in message) != ("error" in message) and "id" in message:
