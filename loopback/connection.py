@@ -9,9 +9,11 @@ status notifications go) and
 ``Connection``: HTTP/1.1 keep-alive with each response built whole and written with
 one send; the time limits (the idle limit as the kernel's socket timeouts, the head
 and body deadlines as Python ones only while they run); reading the head
-(``http11.head_end``) and the body (``http11`` receivers); the last request head's
-bytes with their parse and admission, reused when the next head repeats them (its
-token's grant checked every time); the response head prefixes of this Date second;
+(``http11.head_end``) and the body (sliced off the buffer when it came whole with its
+head, else fed to an ``http11`` receiver); the last POST head's bytes with their parse
+and admission, reused when the next head repeats them byte for byte up to the same
+blank line (its token's grant checked every time); the response head prefixes of this
+Date second;
 which ``ClientState``
 serves a request (its session's, a fresh one per 2026-07-28 request, or its grant's
 own); sessions made by ``initialize`` and ended by ``DELETE``; noting each request for
