@@ -9,9 +9,11 @@ status notifications go) and
 ``Connection``: HTTP/1.1 keep-alive with each response built whole and written with
 one send; the time limits (the idle limit as the kernel's socket timeouts, the head
 and body deadlines as Python ones only while they run); reading the head
-(``http11.head_end``) and the body (``http11`` receivers); the last request head's
-bytes with their parse and admission, reused when the next head repeats them (its
-token's grant checked every time); the response head prefixes of this Date second;
+(``http11.head_end``) and the body (sliced off the buffer when it came whole with its
+head, else fed to an ``http11`` receiver); the last POST head's bytes with their parse
+and admission, reused when the next head repeats them byte for byte up to the same
+blank line (its token's grant checked every time); the response head prefixes of this
+Date second;
 which ``ClientState``
 serves a request (its session's, a fresh one per 2026-07-28 request, or its grant's
 own); sessions made by ``initialize`` and ended by ``DELETE``; noting each request for
@@ -64,6 +66,23 @@ def format_date(timestamp: float) -> str:
     t = time.gmtime(timestamp)
     return (f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
+
+class _Memo:
+    """A POST head's bytes and what was decided from them, kept for the next head that
+    repeats them byte for byte."""
+
+    __slots__ = ("raw", "head", "request_line", "admitted", "version_header", "close", "expects_continue")
+
+    def __init__(self, raw: bytes, head: http11.RequestHead, request_line: str, admitted: Admission,
+                 version_header: Optional[str]) -> None:
+        self.raw = raw
+        self.head = head
+        self.request_line = request_line
+        self.admitted = admitted
+        self.version_header = version_header
+        self.close = not head.keep_alive
+        self.expects_continue = head.expects_continue
 
 
 class _ClientLeft(Exception):
@@ -182,12 +201,14 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         self._cors: tuple[tuple[str, str], ...] = ()
         self._head_only = False
         self._request_line = ""
+        self._blank = b""  # the blank line that ended the last head read
         self._linger = False  # a refusal left bytes unread: drain them before closing
         self._heads_date = ""
         self._heads: dict[tuple[Any, ...], bytes] = {}  # head prefixes of this Date second
         # The last request head's bytes and what was decided from them: a client repeats
         # its heads, so a repeat skips parsing and admission (its token still checked).
-        self._memo: Optional[tuple[bytes, http11.RequestHead, str, Admission, Optional[str]]] = None
+        self._memo: Optional[_Memo] = None
+        self._memo_head = b""  # the memoised head's bytes with the blank line that ended them
 
     def _idle(self) -> None:
         """Back to the idle limit after a deadline: blocking I/O under the kernel's timeouts."""
@@ -273,6 +294,15 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             buffer = buffer[2:]
         elif buffer[:1] == b"\n":
             buffer = buffer[1:]
+        repeat = self._memo_head
+        if repeat and buffer.startswith(repeat):
+            # The same head bytes and the same blank line after them: ``head_end`` would
+            # find the same end (it looks no further than the first blank line, and the
+            # checks it makes are of those bytes), so it is not run again.
+            self._buffer = buffer[len(repeat):]
+            memo = self._memo
+            assert memo is not None
+            return memo.raw
         deadline: Optional[float] = None
         try:
             while True:
@@ -284,6 +314,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
                 if found is not None:
                     end, body = found
                     self._buffer = buffer[body:]
+                    self._blank = buffer[end:body]
                     return buffer[:end]
                 # The first byte has come: the whole head gets body_timeout, in total, so
                 # a client trickling one byte at a time cannot pin this thread.
@@ -419,13 +450,19 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             self.refuse(exc)
             return
         memo = self._memo
-        if memo is not None and memo[0] == raw and self._same_grant(memo[1], memo[3]):
-            _, seen_head, self._request_line, admitted, seen_version = memo
-            self.close_connection = not seen_head.keep_alive
+        # A repeated head's token (the same bytes) must still have its grant: checked on
+        # every request, revoked or expired sends it back through admission.
+        if memo is not None and (raw is memo.raw or memo.raw == raw) and (
+                endpoint.tokens is None or (memo.admitted.grant is not None
+                                            and endpoint.tokens.still_live(memo.admitted.grant))):
+            self._request_line = memo.request_line
+            self.close_connection = memo.close
+            admitted = memo.admitted
             self._cors = admitted.cors
-            self._post(seen_head, admitted, seen_version)
+            self._post(memo.head, admitted, memo.version_header, memo.expects_continue)
             return
         self._memo = None
+        self._memo_head = b""
         try:
             line, field_lines = http11.split_head(raw)
             self._request_line = line[:200].rstrip(b"\r").decode("latin-1")
@@ -449,7 +486,8 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             self.refuse(exc)
             return
         if isinstance(decision, Admission) and decision.method == "POST" and not self.http10:
-            self._memo = (raw, head, self._request_line, decision, version_header)
+            self._memo = _Memo(raw, head, self._request_line, decision, version_header)
+            self._memo_head = raw + self._blank
         if isinstance(decision, Preflight):
             self._note = None  # not an MCP request
             self.send(204, headers=decision.headers)
@@ -458,7 +496,7 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         if decision.method == "POST":
             if self._note is not None:
                 self._note.grant = decision.grant
-            self._post(head, decision, version_header)
+            self._post(head, decision, version_header, head.expects_continue)
             return
         if self._body_announced(head):  # a body nobody reads must not be parsed as the next request
             self.close_connection = True
@@ -473,12 +511,6 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
         else:
             endpoint.sessions.remove(session.id)
             self.send(204)
-
-    def _same_grant(self, head: http11.RequestHead, decision: Admission) -> bool:
-        """Whether a repeated head's token (the same bytes) still has its grant: checked
-        on every request, revoked or expired sends it back through admission."""
-        tokens = self.endpoint.tokens
-        return tokens is None or (decision.grant is not None and tokens.still_live(decision.grant))
 
     @staticmethod
     def _body_announced(head: http11.RequestHead) -> bool:
@@ -496,17 +528,25 @@ class Connection(socketserver.BaseRequestHandler, streams.Writer):
             return None
         return session
 
-    def _post(self, head: http11.RequestHead, decision: Admission, version_header: Optional[str]) -> None:
+    def _post(self, head: http11.RequestHead, decision: Admission, version_header: Optional[str],
+              expects_continue: bool) -> None:
         endpoint = self.endpoint
         settings = endpoint.settings
-        receiver: Union[http11.LengthReceiver, http11.ChunkedReceiver] = (
-            http11.ChunkedReceiver(settings.max_body_bytes) if decision.chunked else http11.LengthReceiver(decision.length))
-        try:
-            body = self._read_body(receiver, head.expects_continue)
-        except HttpError as exc:
-            self.close_connection = True
-            self.refuse(exc)
-            return
+        buffer = self._buffer
+        length = decision.length
+        if not decision.chunked and len(buffer) >= length:  # the whole body came with its head
+            body = buffer[:length]
+            self._buffer = buffer[length:]
+        else:
+            receiver: Union[http11.LengthReceiver, http11.ChunkedReceiver] = (
+                http11.ChunkedReceiver(settings.max_body_bytes) if decision.chunked
+                else http11.LengthReceiver(length))
+            try:
+                body = self._read_body(receiver, expects_continue)
+            except HttpError as exc:
+                self.close_connection = True
+                self.refuse(exc)
+                return
         note = self._note
         if note is not None:
             note.bytes_in = len(body)

@@ -416,7 +416,9 @@ def to_call_result(
         if blocks is not None:
             return {"content": blocks, "isError": False}
     try:
-        if output is not None:
+        if type(value) is int:  # the usual scalar: its JSON text is what the encoder writes for it
+            text = int.__repr__(value)
+        elif output is not None:
             # structuredContent is checked against the schema next: it must hold plain JSON values.
             value = to_jsonable(value)
             text = _to_json(value)

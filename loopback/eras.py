@@ -184,8 +184,8 @@ def read_envelope(payload: Mapping[str, Any]) -> Envelope:
             f"Invalid params: params._meta must be an object carrying {META_PROTOCOL_VERSION!r} "
             f"and {META_CLIENT_CAPABILITIES!r}",
         )
-    missing = [key for key in (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES) if key not in meta]
-    if missing:
+    if META_PROTOCOL_VERSION not in meta or META_CLIENT_CAPABILITIES not in meta:
+        missing = [key for key in (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES) if key not in meta]
         raise JsonRpcError(INVALID_PARAMS, f"Invalid params: params._meta is missing {', '.join(missing)}")
     capabilities = meta[META_CLIENT_CAPABILITIES]
     if not isinstance(capabilities, dict):
@@ -220,6 +220,12 @@ def decode_header_value(value: Optional[str]) -> Optional[str]:
         return None
 
 
+def _plain(value: str) -> bool:
+    """Whether a header value ``decode_header_value`` gives back as it is: no Base64
+    sentinel, only characters a header may carry, no space to strip at either end."""
+    return not value.startswith("=?") and value.isascii() and value.isprintable() and value.strip() == value
+
+
 def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
     get_all = getattr(headers, "get_all", None)
     if get_all is not None:
@@ -235,11 +241,14 @@ def check_headers(headers: Mapping[str, str], payload: Mapping[str, Any], envelo
     method, and for ``tools/call``/``prompts/get``/``resources/read`` ``Mcp-Name``
     (Base64 sentinel decoded) the name or uri. Each is required; each may appear once.
     """
-    values = {name: _header_values(headers, name) for name in _ROUTING_HEADERS}
-    for name, found in values.items():
-        if len(found) > 1:
-            return JsonRpcError(HEADER_MISMATCH, f"Header mismatch: {name} appears more than once")
-    version = values["MCP-Protocol-Version"]
+    get_all = getattr(headers, "get_all", None)  # http11.Headers: each field's values, in order
+    if get_all is not None:
+        version, sent_method, sent_name = get_all("MCP-Protocol-Version"), get_all("Mcp-Method"), get_all("Mcp-Name")
+    else:
+        version, sent_method, sent_name = (_header_values(headers, name) for name in _ROUTING_HEADERS)
+    if len(version) > 1 or len(sent_method) > 1 or len(sent_name) > 1:
+        name = next(name for name, found in zip(_ROUTING_HEADERS, (version, sent_method, sent_name)) if len(found) > 1)
+        return JsonRpcError(HEADER_MISMATCH, f"Header mismatch: {name} appears more than once")
     if not version:
         return JsonRpcError(HEADER_MISMATCH, "Header mismatch: MCP-Protocol-Version header is missing")
     if version[0].strip() != envelope_version:
@@ -249,7 +258,6 @@ def check_headers(headers: Mapping[str, str], payload: Mapping[str, Any], envelo
             f"_meta {META_PROTOCOL_VERSION} {envelope_version!r}",
         )
     method = payload.get("method")
-    sent_method = values["Mcp-Method"]
     if not sent_method:
         return JsonRpcError(HEADER_MISMATCH, "Header mismatch: Mcp-Method header is missing")
     if sent_method[0].strip() != method:
@@ -261,13 +269,13 @@ def check_headers(headers: Mapping[str, str], payload: Mapping[str, Any], envelo
     if key is not None:
         params = payload.get("params")
         body_value = params.get(key) if isinstance(params, dict) else None
-        sent_name = values["Mcp-Name"]
         if body_value is None:
             if sent_name:  # names something the body does not: not from this request
                 return JsonRpcError(HEADER_MISMATCH, f"Header mismatch: Mcp-Name header present but params.{key} is absent")
         elif not sent_name:
             return JsonRpcError(HEADER_MISMATCH, "Header mismatch: Mcp-Name header is missing")
-        elif decode_header_value(sent_name[0].strip()) != body_value:
+        elif not (sent_name[0] == body_value and _plain(body_value)) and (
+                decode_header_value(sent_name[0].strip()) != body_value):
             return JsonRpcError(
                 HEADER_MISMATCH,
                 f"Header mismatch: Mcp-Name header value {sent_name[0].strip()!r} does not match body value {body_value!r}",
@@ -373,8 +381,12 @@ def decorate(method: str, result: dict[str, Any], ctx: RequestContext) -> dict[s
         result.setdefault("ttlMs", _TTL_MS)
         result.setdefault("cacheScope", _CACHE_SCOPE)
     meta = result.get("_meta")
-    meta = dict(meta) if isinstance(meta, dict) else {}
-    meta.setdefault(META_SERVER_INFO, server_info(ctx))
+    if isinstance(meta, dict):
+        meta = dict(meta)
+        if META_SERVER_INFO not in meta:
+            meta[META_SERVER_INFO] = server_info(ctx)
+    else:
+        meta = {META_SERVER_INFO: server_info(ctx)}
     result["_meta"] = meta
     return result
 

@@ -61,6 +61,7 @@ def _reject_constant(name: str) -> None:
 
 
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_scan: Any = getattr(_decoder, "scan_once")  # noqa: B009 (typeshed does not declare it)
 
 
 def decode(body: bytes) -> Any:
@@ -73,6 +74,16 @@ def decode(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise JsonRpcError(PARSE_ERROR, "Parse error: body is not valid UTF-8") from None
+    # The usual body, one JSON value from its first character to its last, straight
+    # through the scanner; anything else (whitespace around it, an error) the general
+    # way, which gives the same value or raises the same error.
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        pass
+    else:
+        if end == len(text):
+            return value
     try:
         return _decoder.decode(text)
     except RecursionError:
@@ -101,7 +112,8 @@ def classify(message: Any) -> str:
             raise JsonRpcError(INVALID_REQUEST, 'Invalid Request: "params" must be an object')
         if "id" not in message:
             return NOTIFICATION
-        if not _valid_id(message["id"]):
+        request_id = message["id"]  # MCP narrows JSON-RPC: a string or an integer, never null or a bool
+        if type(request_id) is not str and type(request_id) is not int and not _valid_id(request_id):
             raise JsonRpcError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer')
         return REQUEST
     if ("result" in message) != ("error" in message) and "id" in message:
@@ -152,8 +164,22 @@ def encode(message: Any) -> bytes:
     return _encode(message)
 
 
+# The C encoder ``_encoder.encode`` builds for every call, built once: no circular
+# check (it needs a fresh dict each time); a cycle then hits the recursion limit, and
+# anything that does goes again the checked way, which raises what it always raised.
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_c_encode: Any = None if _c_make_encoder is None else _c_make_encoder(
+    None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+
+
 def _encode(message: Any) -> bytes:
-    text = _encoder.encode(message)
+    if _c_encode is None:
+        text = _encoder.encode(message)
+    else:
+        try:
+            text = "".join(_c_encode(message, 0))
+        except RecursionError:
+            text = _encoder.encode(message)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:

@@ -121,6 +121,10 @@ def handle_payload(payload: Any, ctx: RequestContext, modern: Optional[bool] = N
         assert answer is not None
         return eras.after(payload, answer, request_ctx)
     # initialize is where the version is chosen, so the header does not bind it.
+    if isinstance(payload, dict):  # one message, the usual body
+        if payload.get("method") != "initialize":
+            header_version(ctx.protocol_version_header)
+        return _answer(payload, ctx, jsonrpc.classify(payload), False)  # a lone invalid message: 400 as a whole
     version = HEADERLESS_VERSION if _is_initialize(payload) else header_version(ctx.protocol_version_header)
     if isinstance(payload, list):
         if version not in BATCH_VERSIONS:

@@ -69,6 +69,11 @@ class Signature:
     # Only the parameters whose JSON value is not already the Python value.
     _converters: tuple[tuple[str, Converter], ...] = dataclasses.field(default=(), repr=False, compare=False)
 
+    @property
+    def converter(self) -> Optional[Callable[[dict[str, Any]], dict[str, Any]]]:
+        """``convert``, or None when no parameter needs converting (a call then skips it)."""
+        return self.convert if self._converters else None
+
     def convert(self, checked: dict[str, Any]) -> dict[str, Any]:
         """Checked JSON arguments as the Python values the annotations ask for.
 

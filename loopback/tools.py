@@ -18,6 +18,7 @@ import inspect
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, overload
 
 from ._compat import get_type_hints
@@ -97,6 +98,16 @@ class Tool:
     task_support: str = "forbidden"  # "optional" | "required": may run as a task (``tasks``)
     on_request: bool = False  # a task tool that runs on the request and returns ``tasks.Background``
 
+    @cached_property
+    def _check_input(self) -> Callable[[Any, str], Any]:
+        """The compiled check of the arguments (``schema.checker``), looked up once per tool."""
+        return checker(self.input_schema)
+
+    @cached_property
+    def _check_output(self) -> Callable[[Any, str], Any]:
+        assert self.output is not None
+        return checker(self.output.schema)
+
     def definition(self) -> dict[str, Any]:
         """The ``Tool`` object of ``tools/list``."""
         tool: dict[str, Any] = {"name": self.name}
@@ -127,7 +138,7 @@ class Tool:
         result with ``isError: true`` whose text says what went wrong.
         """
         try:
-            checked = checker(self.input_schema)(dict(arguments), "arguments")
+            checked = self._check_input(dict(arguments), "arguments")
         except ToolArgumentError as exc:
             return error_result(f"Invalid arguments for tool {self.name!r}: {exc}")
         except SchemaError as exc:  # a hand-written schema with a broken $ref or pattern
@@ -197,7 +208,7 @@ class Tool:
         result = to_call_result(value, self.output)
         if self.output is not None and "structuredContent" in result:
             try:
-                checker(self.output.schema)(result["structuredContent"], "result")
+                self._check_output(result["structuredContent"], "result")
             except ToolArgumentError as exc:
                 _log.warning("tool %r returned a value that does not match its output schema: %s", self.name, exc)
                 return error_result(f"Tool {self.name!r} returned a value that does not match its declared return type: {exc}")
@@ -261,7 +272,7 @@ class ToolRegistry:
                 raise ValueError(f"tool {tool_name!r}: {label} must be a JSON Schema with type 'object'")
         if input_schema is None:
             signature = compile_signature(func, tool_name, context_types=(Context,), content_types=CONTENT_TYPES)
-            schema, convert, context_param = signature.input_schema, signature.convert, signature.context_param
+            schema, convert, context_param = signature.input_schema, signature.converter, signature.context_param
             derived_output, doc = signature.output, signature.description
         else:
             schema, convert, context_param = dict(input_schema), None, _context_param(func)
