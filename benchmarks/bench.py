@@ -27,9 +27,7 @@ stateless, JSON responses, uvicorn; see ``serve_sdk.py``):
 4. ``tools/call add(a=1, b=2)`` latency (p50/p90/p99) over ONE keep-alive connection per
    server, ``--calls`` timed calls after ``initialize``, ``notifications/initialized``
    and a warm-up; the servers' calls alternate in blocks of 100, so drift in a noisy
-   machine's speed hits all alike. The client is the lean one of item 5 (a connection of
-   its own per server, one request at a time; ``--http-client``: http.client, whose own
-   ~100-150 us per call is part of every server's latency).
+   machine's speed hits all alike.
 5. throughput with 1, 4 and 16 concurrent keep-alive connections, one request in flight
    on each, driven by the lean raw-socket client (``lean_client.py``: one thread, one
    selector, request bytes built once per connection; ``--http-client``: http.client,
@@ -100,7 +98,7 @@ SPAWN_POLL_S = 0.0005  # the spawn client retries this often until the first cal
 SPAWN_TIMEOUT_S = 60.0
 RSS_SETTLE_S = 0.2     # idle time between the first answered call and reading VmRSS
 LOCK_CHECK_CALLS = 10_000
-CLIENT = "lean"  # the latency and throughput runs' client: "lean" (lean_client.py) or "http.client" (--http-client)
+THROUGHPUT_CLIENT = "lean"  # the throughput runs' client: "lean" (lean_client.py) or "http.client" (--http-client)
 
 NAMES = ("floor", "loopback", "sdk")
 SDK_IMPORT = "from mcp.server.mcpserver import MCPServer"
@@ -266,9 +264,6 @@ def _worker() -> None:
         if sys.stdin.readline().strip() != "K":
             raise SystemExit(1)
 
-    if spec["mode"] == "latency" and spec.get("client", "lean") == "lean":
-        _lean_latency(spec, opts, block)
-        return
     if spec["mode"] == "latency":
         # One keep-alive connection per target; calls alternate between the targets in
         # blocks, so that drift in the machine's speed hits every target alike.
@@ -370,63 +365,17 @@ def _worker() -> None:
     print(json.dumps({"targets": {t["name"]: out}}), flush=True)
 
 
-def _lean_latency(spec: dict[str, Any], opts: Callable[[dict[str, Any]], dict[str, Any]],
-                  block: Callable[[str], None]) -> None:
-    """The latency runs with the lean client: one keep-alive connection per target (a
-    ``LeanLoad`` of one), one request at a time; targets alternate in blocks, as above."""
-    targets = spec["targets"]
-    loads = {}
-    for t in targets:
-        o = opts(t)
-        loads[t["name"]] = lean_client.LeanLoad(
-            int(t["port"]), t["headers"], o["body"], 1, handshake=o["handshake"], init_body=INIT_BODY,
-            initialized_body=INITIALIZED_BODY, check=_checker(o["min_len"]), timeout=CLIENT_TIMEOUT)
-    for load in loads.values():  # warm-up: not timed, not counted
-        load.run(int(spec.get("warmup", WARMUP_CALLS)), time.perf_counter_ns() + 30 * 10**9, [])
-    print("READY", flush=True)
-    if sys.stdin.readline().strip() != "GO":
-        for load in loads.values():
-            load.close()
-        return
-    total, size = int(spec["calls"]), int(spec["block"])
-    stats = {t["name"]: {"calls": 0, "errors": 0, "closes": 0, "elapsed_ns": 0, "cpu": 0.0, "lat": []} for t in targets}
-    deadline = time.perf_counter_ns() + int(spec["time_limit"] * 1e9)
-    order = list(targets)
-    while any(stats[t["name"]]["calls"] < total for t in targets) and time.perf_counter_ns() < deadline:
-        for t in order:
-            st = stats[t["name"]]
-            want = min(size, total - st["calls"])
-            if want <= 0:
-                continue
-            block(t["name"])
-            cpu0, t0 = time.process_time(), time.perf_counter_ns()
-            result = loads[t["name"]].run(want, deadline, st["lat"])
-            st["elapsed_ns"] += time.perf_counter_ns() - t0
-            st["cpu"] += time.process_time() - cpu0
-            for key in ("calls", "errors", "closes"):
-                st[key] += result[key]
-        order.reverse()  # A B C, C B A, A B C, ...
-    results = {name: {"calls": st["calls"], "errors": st["errors"], "handshake_errors": loads[name].handshake_errors,
-                      "closes": st["closes"], "elapsed_s": st["elapsed_ns"] / 1e9, "client_cpu_s": st["cpu"],
-                      "lat_ns": st["lat"]} for name, st in stats.items()}
-    for load in loads.values():
-        load.close()
-    print(json.dumps({"targets": results}), flush=True)
-
-
-def _checker(min_len: Optional[int]) -> Callable[[bytes], bool]:
-    """The full check of an answer: ``add(1, 2)``'s, or a sized result's."""
-    if min_len is None:
-        return _check_answer
-    return lambda data: _check_sized(data, min_len)
-
-
 def _lean_throughput(spec: dict[str, Any], t: dict[str, Any], o: dict[str, Any], block: Callable[[str], None]) -> None:
     """The throughput load with the lean client (lean_client.py): one thread, raw
     sockets, every connection with one request in flight; every answer checked."""
+    min_len = o["min_len"]
+
+    def check(data: bytes) -> bool:
+        return _check_answer(data) if min_len is None else _check_sized(data, min_len)
+
     n = int(spec["connections"])
     load = lean_client.LeanLoad(int(t["port"]), t["headers"], o["body"], n, handshake=o["handshake"],
-                                init_body=INIT_BODY, initialized_body=INITIALIZED_BODY, check=_checker(o["min_len"]),
+                                init_body=INIT_BODY, initialized_body=INITIALIZED_BODY, check=check,
                                 timeout=CLIENT_TIMEOUT)
     print("READY", flush=True)
     if sys.stdin.readline().strip() != "GO":
@@ -891,7 +840,7 @@ def measure_throughput(targets: dict[str, tuple[int, dict[str, str]]], connectio
         print(f"throughput: {name}, {connections} connection(s) ...", file=sys.stderr)
         result = run_worker(
             {"mode": "throughput", "connections": connections, "seconds": seconds / 2,
-             "max_requests": max(1, max_requests // 2), "client": CLIENT,
+             "max_requests": max(1, max_requests // 2), "client": THROUGHPUT_CLIENT,
              "targets": [dict(name=name, port=port, headers=headers)]},
             timeout=seconds + 120.0, clocks=clocks)
         parts[name].append(result[name])
@@ -936,16 +885,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--svg", metavar="PATH", help="also draw the issue-14 figures as an SVG chart at PATH")
     parser.add_argument("--no-goals", action="store_true", help="leave out the issue-14 section (raw floor, eras, payloads, bursts)")
     parser.add_argument("--http-client", action="store_true",
-                        help="latency and throughput runs with the http.client client, one thread per connection "
-                             "(the client of runs before 2026-11-29 evening; default: the lean raw-socket client, "
-                             "lean_client.py)")
+                        help="throughput runs with the http.client client, one thread per connection (the client "
+                             "of runs before 2026-11-29 evening; default: the lean raw-socket client, lean_client.py)")
     parser.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._worker:
         _worker()
         return 0
-    global CLIENT
-    CLIENT = "http.client" if args.http_client else "lean"
+    global THROUGHPUT_CLIENT
+    THROUGHPUT_CLIENT = "http.client" if args.http_client else "lean"
     defaults = ({"seconds": 0.2, "calls": 50, "cold_runs": 1, "warm_calls": 1000} if args.quick
                 else {"seconds": 3.0, "calls": 2000, "cold_runs": 5, "warm_calls": 100_000})
     for key, value in defaults.items():
@@ -1023,7 +971,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             targets["sdk"] = (port, _headers(DUMMY_TOKEN))
             clocks["sdk"] = lambda: _proc_cpu_seconds(sdk_pid)
         print(f"latency: {', '.join(names)}, interleaved ...", file=sys.stderr)
-        raw = run_worker({"mode": "latency", "client": CLIENT, "calls": args.calls, "block": LATENCY_BLOCK, "time_limit": 300.0,
+        raw = run_worker({"mode": "latency", "calls": args.calls, "block": LATENCY_BLOCK, "time_limit": 300.0,
                           "warmup": warmup_calls,
                           "targets": [dict(name=name, port=targets[name][0], headers=targets[name][1]) for name in names]},
                          timeout=600.0, clocks=clocks)
@@ -1197,15 +1145,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     w("  idle RSS: " + "   ".join(f"{n} " + "/".join(f"{x / 1024:.1f}" for x in spawn[n]["rss_kib_all"]) + " MiB"
                                   f" (peak {spawn[n]['hwm_kib'] / 1024:.1f})" for n in spawn))
     w("")
-    w(f"latency: tools/call add(1,2), one keep-alive connection per server ({CLIENT} client), {args.calls} calls each"
-      f" after {warmup_calls} warm-up; the servers alternate in blocks of {LATENCY_BLOCK}")
+    w(f"latency: tools/call add(1,2), one keep-alive connection per server, {args.calls} calls each after {warmup_calls}"
+      f" warm-up; the servers alternate in blocks of {LATENCY_BLOCK}")
     w("              p50 us   p90 us   p99 us   max us   mean us   errors   server CPU us/req")
     for name in names:
         r = latency[name]
         w(f"  {name:<9}{r['p50_us']:9.1f} {r['p90_us']:8.1f} {r['p99_us']:8.1f} {r['max_us']:8.0f}"
           f"  {r['mean_us']:8.1f} {r['errors'] + r['handshake_errors']:8d}   {r['server_cpu_us_per_req']:10.1f}")
     w("")
-    client = ("http.client, one client thread each" if CLIENT == "http.client"
+    client = ("http.client, one client thread each" if THROUGHPUT_CLIENT == "http.client"
               else "lean raw-socket client, one thread")
     w(f"throughput: N keep-alive connections ({client}); {args.seconds:g} s per server per level"
       f" (two halves, A B C C B A; cap {args.max_requests} requests)")
@@ -1243,7 +1191,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "max_requests": args.max_requests, "cold_runs": args.cold_runs,
                         "warm_calls": args.warm_calls, "warmup_calls": warmup_calls,
                         "latency_block": LATENCY_BLOCK, "one_write_floor": args.one_write_floor,
-                        "quick": args.quick, "client": CLIENT},
+                        "quick": args.quick, "throughput_client": THROUGHPUT_CLIENT},
             "servers": names,
             "sdk": sdk,
             "floor_matches_loopback_answer": floor_matches,

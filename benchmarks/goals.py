@@ -236,7 +236,7 @@ def run(bench: Any, *, loopback_port: int, token: str, floor_port: int, raw_port
     reps_tput: list[dict[str, Any]] = []
     for rep in range(reps):
         print(f"goals: latency, {', '.join(names)}, interleaved (repetition {rep + 1}/{reps}) ...", file=sys.stderr)
-        raw = bench.run_worker({"mode": "latency", "client": getattr(bench, "CLIENT", "lean"), "calls": calls, "block": bench.LATENCY_BLOCK, "time_limit": 300.0,
+        raw = bench.run_worker({"mode": "latency", "calls": calls, "block": bench.LATENCY_BLOCK, "time_limit": 300.0,
                                 "warmup": warmup, "targets": targets}, timeout=600.0, clocks=clocks)
         reps_latency.append({name: bench._merge([r]) for name, r in raw.items()})
         order = names[rep % len(names):] + names[:rep % len(names)]
@@ -246,7 +246,7 @@ def run(bench: Any, *, loopback_port: int, token: str, floor_port: int, raw_port
             print(f"goals: throughput {name}, 16 connections (repetition {rep + 1}/{reps}) ...", file=sys.stderr)
             result = bench.run_worker({"mode": "throughput", "connections": 16, "seconds": seconds / 2,
                                        "max_requests": 100_000, "targets": [t],
-                                       "client": getattr(bench, "CLIENT", "lean")},
+                                       "client": getattr(bench, "THROUGHPUT_CLIENT", "lean")},
                                       timeout=seconds + 120.0, clocks=clocks)
             parts[name].append(result[name])
         reps_tput.append({name: bench._merge(p) for name, p in parts.items()})
@@ -280,7 +280,7 @@ def run(bench: Any, *, loopback_port: int, token: str, floor_port: int, raw_port
     payload_reps = []
     for rep in range(reps):
         print(f"goals: payload sizes (repetition {rep + 1}/{reps}) ...", file=sys.stderr)
-        raw = bench.run_worker({"mode": "latency", "client": getattr(bench, "CLIENT", "lean"), "calls": max(20, calls // 10), "block": 10, "time_limit": 300.0,
+        raw = bench.run_worker({"mode": "latency", "calls": max(20, calls // 10), "block": 10, "time_limit": 300.0,
                                 "warmup": 5, "targets": payload_targets},
                                timeout=600.0, clocks={t["name"]: clock for t in payload_targets})
         payload_reps.append({name: bench._merge([r]) for name, r in raw.items()})
@@ -295,7 +295,7 @@ def run(bench: Any, *, loopback_port: int, token: str, floor_port: int, raw_port
     progress_reps = []
     for rep in range(reps):
         print(f"goals: progress notifications (repetition {rep + 1}/{reps}) ...", file=sys.stderr)
-        raw = bench.run_worker({"mode": "latency", "client": getattr(bench, "CLIENT", "lean"), "calls": max(20, calls // 10), "block": 10, "time_limit": 300.0,
+        raw = bench.run_worker({"mode": "latency", "calls": max(20, calls // 10), "block": 10, "time_limit": 300.0,
                                 "warmup": 5, "targets": progress_targets},
                                timeout=600.0, clocks={t["name"]: clock for t in progress_targets})
         merged = {name: bench._merge([r]) for name, r in raw.items()}
