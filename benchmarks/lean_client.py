@@ -290,6 +290,7 @@ class LeanLoad:
                 pass
 
         for c in self.conns:
+            c.calls = 0  # per run: a load may run again (the latency runs' blocks)
             selector.register(c.sock, selectors.EVENT_READ, c)
         try:
             for c in self.conns:

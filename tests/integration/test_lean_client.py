@@ -156,6 +156,19 @@ def test_a_real_server_every_answer_right_and_the_counts_bounded(server: loopbac
         assert len(latencies) == 200 and all(x > 0 for x in latencies)
 
 
+def test_a_load_runs_again_on_its_connections(server: loopback.LoopbackServer) -> None:
+    # The latency runs drive one connection in blocks: each run makes its own count of calls.
+    client = lean_client.LeanLoad(server.port, headers(server.token), CALL, 1, handshake=True, init_body=INIT,
+                                  initialized_body=INITIALIZED, check=check, timeout=10.0)
+    try:
+        for _ in range(3):
+            latencies: list[int] = []
+            result = client.run(20, time.perf_counter_ns() + 10 * 10**9, latencies)
+            assert result == {**result, "calls": 20, "errors": 0, "closes": 0} and len(latencies) == 20
+    finally:
+        client.close()
+
+
 def test_the_deadline_bounds_the_load(server: loopback.LoopbackServer) -> None:
     started = time.monotonic()
     result, _, _ = load(server.port, server.token, n=2, per=10**9, seconds=0.3)
