@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -166,6 +167,13 @@ def port_accepts(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def run_python(code: str, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
+    """``code`` in a fresh interpreter that imports this checkout's loopback (nothing of it
+    loaded yet: what a host's first import, registration or start does is seen whole)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:

@@ -1,31 +1,22 @@
 """Listener first: ``ensure()`` binds, listens and returns with only light modules loaded;
 the request machinery is built when first needed (the first connection, which waits in the
-backlog meanwhile, or a part of it asked for). Fresh interpreters where the cold path matters; real sockets throughout."""
+backlog meanwhile, or a part of it asked for). Fresh interpreters where the cold path
+matters; real sockets throughout."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import run_python as _run
 
 from loopback.errors import StartError
 from loopback.server import LoopbackServer
 from loopback.tools import ToolRegistry
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(code: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-
 
 # Records which modules the main thread imports during ensure(): those it waits for.
 _RECORD_IMPORTS = """
@@ -61,20 +52,27 @@ def test_ensure_waits_for_no_module_of_the_request_machinery() -> None:
     assert not imported & heavy, sorted(imported & heavy)
 
 
+# A fresh interpreter's POST to the server it started (urllib: no loopback module involved).
+_POST = (
+    "import json, urllib.request, loopback\n"
+    "def post(server, message):\n"
+    "    request = urllib.request.Request(server.url, json.dumps(message).encode(), {\n"
+    "        'Authorization': 'Bearer ' + server.token, 'Content-Type': 'application/json',\n"
+    "        'Accept': 'application/json, text/event-stream', 'MCP-Protocol-Version': '2025-11-25'})\n"
+    "    with urllib.request.urlopen(request, timeout=30) as response:\n"
+    "        return json.loads(response.read())['result']\n"
+)
+
+
 def test_a_request_sent_at_once_waits_in_the_backlog_and_is_answered() -> None:
     proc = _run(
-        "import json, urllib.request, loopback\n"
+        _POST +
         "@loopback.tool\n"
         "def add(a: int, b: int) -> int:\n"
         "    return a + b\n"
         "server = loopback.ensure()\n"
-        "body = json.dumps({'jsonrpc': '2.0', 'id': 1, 'method': 'tools/call',\n"
-        "                   'params': {'name': 'add', 'arguments': {'a': 2, 'b': 3}}}).encode()\n"
-        "request = urllib.request.Request(server.url, body, {\n"
-        "    'Authorization': 'Bearer ' + server.token, 'Content-Type': 'application/json',\n"
-        "    'Accept': 'application/json, text/event-stream', 'MCP-Protocol-Version': '2025-11-25'})\n"
-        "with urllib.request.urlopen(request, timeout=30) as response:\n"
-        "    print(json.loads(response.read())['result']['structuredContent']['result'])\n"
+        "print(post(server, {'jsonrpc': '2.0', 'id': 1, 'method': 'tools/call',\n"
+        "                    'params': {'name': 'add', 'arguments': {'a': 2, 'b': 3}}})['structuredContent']['result'])\n"
         "loopback.close()\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "5"
@@ -82,7 +80,7 @@ def test_a_request_sent_at_once_waits_in_the_backlog_and_is_answered() -> None:
 
 def test_a_tool_that_cannot_be_served_is_logged_and_the_rest_are_served() -> None:
     proc = _run(
-        "import json, urllib.request, loopback\n"
+        _POST +
         "@loopback.tool\n"
         "def bad(x: object) -> int:\n"
         "    return 1\n"
@@ -90,12 +88,7 @@ def test_a_tool_that_cannot_be_served_is_logged_and_the_rest_are_served() -> Non
         "def good() -> int:\n"
         "    return 1\n"
         "server = loopback.ensure()\n"
-        "body = json.dumps({'jsonrpc': '2.0', 'id': 1, 'method': 'tools/list'}).encode()\n"
-        "request = urllib.request.Request(server.url, body, {\n"
-        "    'Authorization': 'Bearer ' + server.token, 'Content-Type': 'application/json',\n"
-        "    'Accept': 'application/json, text/event-stream', 'MCP-Protocol-Version': '2025-11-25'})\n"
-        "with urllib.request.urlopen(request, timeout=30) as response:\n"
-        "    print([t['name'] for t in json.loads(response.read())['result']['tools']])\n"
+        "print([t['name'] for t in post(server, {'jsonrpc': '2.0', 'id': 1, 'method': 'tools/list'})['tools']])\n"
         "try:\n"
         "    loopback.default_registry()\n"
         "except loopback.SchemaError as exc:\n"

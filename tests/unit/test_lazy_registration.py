@@ -5,17 +5,7 @@ interpreters, so that the registry is not loaded yet."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(code: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+from conftest import run_python as _run
 
 
 def test_register_imports_nothing_and_registry_adopts_in_order() -> None:
