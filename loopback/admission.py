@@ -23,12 +23,12 @@ import functools
 from typing import Optional, Union
 from urllib.parse import urlsplit
 
+from . import listening
 from .auth import Grant, TokenStore
 from .errors import HttpError
 from .http11 import RequestHead, body_framing, split_absolute_form
-from .settings import Settings
-from . import listening
 from .listening import MCP_PATH
+from .settings import Settings
 
 SESSION_HEADER = "Mcp-Session-Id"
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"

@@ -6,9 +6,10 @@ TTL has run out) and telling listeners of each one that ends (the server then en
 sessions, streams and state).
 Must not know: HTTP parsing, sockets or MCP.
 
-A token is 256 bits from ``os.urandom`` (``listening.new_token``). Lookup goes through the SHA-256 of the
-presented token, so the time taken does not depend on how many leading characters
-of a real token were guessed, and the final comparison is ``hmac.compare_digest``.
+A token is 256 bits from ``os.urandom`` (``listening.new_token``). Lookup goes through
+the SHA-256 of the presented token, so the time taken does not depend on how many
+leading characters of a real token were guessed, and the final comparison is
+``hmac.compare_digest``.
 Tokens are never logged; their ``repr`` is masked.
 """
 

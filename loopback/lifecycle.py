@@ -80,8 +80,8 @@ def _adopt_pending(registry: ToolRegistry) -> None:
                 registry.add(func, **options)
             except Exception as exc:
                 _pending_errors.append(exc)
-                listening.logger().error("tool %r is not served: %s", options.get("name", getattr(func, "__name__", func)),
-                                         exc)
+                name = options.get("name", getattr(func, "__name__", func))
+                listening.logger().error("tool %r is not served: %s", name, exc)
         loopback._pending.clear()
         loopback._registry_ready = True
 
@@ -149,8 +149,8 @@ def _warn_ignored(server: LoopbackServer, port: Optional[int], registry: Optiona
     if registry is not None and registry is not server.registry:
         ignored.append("registry")
     if ignored:
-        listening.logger().warning("the MCP loopback server already runs on port %d: %s ignored (close() it first to "
-                     "start another)", server.port, ", ".join(ignored))
+        listening.logger().warning("the MCP loopback server already runs on port %d: %s ignored (close() it first "
+                                   "to start another)", server.port, ", ".join(ignored))
 
 
 def _forget(server: LoopbackServer) -> None:

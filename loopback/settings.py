@@ -1,8 +1,8 @@
 """Settings: every tunable of a server (limits, timeouts, allowed origins) in one object.
 
 Owns: the documented defaults and their validation, done once at construction (the
-defaults of the fields that decide how a server listens live in ``listening``, which
-binds before this module is loaded).
+defaults of the fields that decide how a server listens are ``listening``'s: a server
+binds with them before this module is loaded).
 Must not know: sockets, threads or MCP messages.
 """
 
