@@ -229,7 +229,7 @@ def ensure(
     Threads that call while a start is in flight wait for that same start. If the
     start fails, every waiter gets the error and the next call tries again.
     """
-    global _singleton, _start_in_flight
+    global _start_in_flight
     server = _singleton
     if server is not None and server.serving:  # the hot path: no lock
         if port is not None or registry is not None or settings is not None:
