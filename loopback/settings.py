@@ -78,10 +78,16 @@ class Settings:
         task_workers: threads that run tools called as tasks, at most (4); more tasks
             wait their turn in ``working``. ``tool_timeout`` does not apply to tasks.
         max_tasks: tasks kept at once, all grants together (256). Past it the oldest
-            finished task is forgotten; when all are running a new one is refused.
+            finished task of the same grant is forgotten; when that grant has none
+            finished, its new task is refused: one token never drops another's tasks.
+        max_tasks_per_grant: tasks one grant (token) may keep at once (64). Past it its
+            own oldest finished task is forgotten; when all of them run, a new one is
+            refused.
         max_task_result_bytes: bytes of task results kept, all tasks together (16 MiB).
-            The oldest finished tasks are forgotten to make room; a single result
-            larger than this is kept as an error result saying so.
+            The oldest finished tasks of the grant whose result comes are forgotten to
+            make room (never another grant's: past the bound with none of its own left,
+            the result is kept all the same); a single result larger than this is kept
+            as an error result saying so.
         task_ttl: seconds a task (and its result) is kept after it was created (3600 s);
             a client may ask for less. A task still running when it expires is cancelled.
         task_poll_interval: seconds a client is told to wait between polls of a task (1 s).
@@ -126,6 +132,7 @@ class Settings:
     client_request_timeout: float = 60.0
     task_workers: int = 4
     max_tasks: int = 256
+    max_tasks_per_grant: int = 64
     max_task_result_bytes: int = 16 * MIB
     task_ttl: float = 3600.0
     task_poll_interval: float = 1.0
@@ -151,7 +158,7 @@ class Settings:
                                                 or not isinstance(self.listen_backlog, int) or self.listen_backlog < 1):
             raise ValueError(f"listen_backlog must be a positive integer or None, not {self.listen_backlog!r}")
         for name in ("max_sessions", "max_sessions_per_grant", "max_connections", "sse_history", "task_workers",
-                     "max_tasks", "max_task_result_bytes"):
+                     "max_tasks", "max_tasks_per_grant", "max_task_result_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")

@@ -1,8 +1,9 @@
 """Tasks: long-running tool calls answered at once with a task the client polls.
 
 Owns: the task records (id, owner, status, TTL, result or error, pending input
-requests), their bounds (``Settings.max_tasks``, ``max_task_result_bytes``,
-``task_ttl``), who may see a task (only the grant that created it: any other gets
+requests), their bounds (``Settings.max_tasks``, ``max_tasks_per_grant``,
+``max_task_result_bytes``, ``task_ttl``: room is only ever made from the same owner's
+finished tasks), who may see a task (only the grant that created it: any other gets
 the same -32602 as for an unknown id), and the task methods of both eras:
 
 * 2025-11-25 (core "tasks" utility): a ``tools/call`` carrying ``params.task``
@@ -192,8 +193,9 @@ class TaskManager:
                ttl: Optional[float] = None) -> Task:
         """A new task in ``working``, kept for ``ttl`` seconds (at most ``Settings.task_ttl``).
 
-        Past ``max_tasks`` the oldest finished task is dropped for room; when every
-        task is still running the call is refused (-32603, "too many tasks").
+        Past ``max_tasks_per_grant`` (this owner's) or ``max_tasks`` (all owners'), the
+        owner's oldest finished task is dropped for room, never another owner's; when the
+        owner has none finished the call is refused (-32603, "too many tasks").
         """
         settings = self.settings
         ttl = settings.task_ttl if ttl is None else min(ttl, settings.task_ttl)
@@ -202,14 +204,20 @@ class TaskManager:
             if self.closed:
                 raise JsonRpcError(INTERNAL_ERROR, "Internal error: the server is closing")
             expired = self._expire(now)
-            while len(self._tasks) >= settings.max_tasks:
-                finished = next((t for t in self._tasks.values() if t.status in TERMINAL), None)
+            mine = [t for t in self._tasks.values() if t.owner is owner]  # oldest first
+            while len(mine) >= settings.max_tasks_per_grant or len(self._tasks) >= settings.max_tasks:
+                finished = next((t for t in mine if t.status in TERMINAL), None)
                 if finished is None:
                     break
                 self._drop(finished)
-            if len(self._tasks) >= settings.max_tasks:
+                mine.remove(finished)
+            if len(mine) >= settings.max_tasks_per_grant or len(self._tasks) >= settings.max_tasks:
                 self._cancel_running(expired)
-                raise JsonRpcError(INTERNAL_ERROR, f"Too many tasks: {settings.max_tasks} are running; try again later")
+                if len(mine) >= settings.max_tasks_per_grant:
+                    detail = f"this token has {settings.max_tasks_per_grant} unfinished"
+                else:
+                    detail = f"{settings.max_tasks} are kept"
+                raise JsonRpcError(INTERNAL_ERROR, f"Too many tasks: {detail}; try again later")
             task = Task(secrets.token_urlsafe(16), owner, tool_name, modern, now, ttl,
                         max(1, int(settings.task_poll_interval * 1000)), context, state)
             self._tasks[task.id] = task
@@ -259,11 +267,12 @@ class TaskManager:
             if task.id in self._tasks:
                 self._bytes += size - task.size
                 task.size = size
-                # Room for this result: drop the oldest finished tasks until the results fit.
+                # Room for this result: drop the owner's oldest finished tasks until the
+                # results fit (never another owner's: past the bound, this one is kept).
                 for other in list(self._tasks.values()):
                     if self._bytes <= self.settings.max_task_result_bytes:
                         break
-                    if other is not task and other.status in TERMINAL:
+                    if other is not task and other.owner is task.owner and other.status in TERMINAL:
                         self._drop(other)
         if status in TERMINAL and not task.done.done():
             task.done.set_result(None)

@@ -130,6 +130,44 @@ def test_results_are_bounded_in_number_and_bytes() -> None:
         new_task(tasks)
 
 
+def test_room_is_made_only_from_the_same_grants_finished_tasks() -> None:
+    clock = Clock()
+    tasks, _ = manager(clock, max_tasks=4, max_tasks_per_grant=3, max_task_result_bytes=500)
+    alices = []
+    for _ in range(2):
+        task = new_task(tasks, owner="alice")
+        tasks.start(task, lambda: {"content": [{"type": "text", "text": "a" * 150}]})
+        alices.append(task)
+    bobs = []
+    for _ in range(2):
+        task = new_task(tasks, owner="bob")
+        tasks.start(task, lambda: {"content": [{"type": "text", "text": "b" * 10}]})
+        bobs.append(task)
+    third = new_task(tasks, owner="bob")  # all four slots taken: bob's oldest finished task goes
+    assert [t.id for t in tasks.owned("alice")] == [a.id for a in alices]
+    assert [t.id for t in tasks.owned("bob")] == [bobs[1].id, third.id]
+    # bob's big result: the bytes bound is passed, but alice's results stay; bob's own go first
+    tasks.start(third, lambda: {"content": [{"type": "text", "text": "c" * 300}]})
+    assert [t.id for t in tasks.owned("alice")] == [a.id for a in alices]
+    assert [t.id for t in tasks.owned("bob")] == [third.id] and third.status == COMPLETED
+
+
+def test_one_grant_cannot_take_every_task_slot() -> None:
+    clock = Clock()
+    tasks, _ = manager(clock, run_now=False, max_tasks=10, max_tasks_per_grant=2)
+    new_task(tasks, owner="alice")
+    new_task(tasks, owner="alice")
+    with pytest.raises(JsonRpcError, match="Too many tasks: this token has 2 unfinished"):
+        new_task(tasks, owner="alice")
+    assert new_task(tasks, owner="bob").status == WORKING  # another token still gets one
+    tasks, _ = manager(clock, run_now=False, max_tasks=3, max_tasks_per_grant=2)
+    new_task(tasks, owner="alice")
+    new_task(tasks, owner="bob")
+    new_task(tasks, owner="carol")
+    with pytest.raises(JsonRpcError, match="Too many tasks: 3 are kept"):
+        new_task(tasks, owner="alice")  # nothing of alice's finished: nobody else's running task goes
+
+
 def test_close_cancels_what_runs_and_refuses_new_tasks() -> None:
     clock = Clock()
     tasks, _ = manager(clock, run_now=False)
