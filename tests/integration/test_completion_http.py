@@ -3,17 +3,12 @@ the 100-value cap, errors, and the conformance suite's request over real HTTP.""
 
 from __future__ import annotations
 
-import json
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
 import loopback
-from loopback import protocol
-from loopback.completions import MAX_VALUES, complete
-from loopback.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
-from loopback.protocol import RequestContext
-from loopback.tools import ToolRegistry
+from loopback.jsonrpc import INVALID_PARAMS
 
 from conftest import Client
 

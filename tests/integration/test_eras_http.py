@@ -1,15 +1,13 @@
-"""The 2026-07-28 revision: stateless requests beside the handshake era, in one server.
-
-Pure rules first (``revision_2026`` and ``protocol.handle_payload`` called directly),
-then the same rules end to end over real HTTP on 127.0.0.1, then the official Python
-SDK's ``Client`` in ``mode="auto"`` (skipped where ``mcp`` is not installed), which
-probes ``server/discover`` and must end up speaking 2026-07-28.
+"""The 2026-07-28 revision beside the handshake era, end to end over real HTTP on
+127.0.0.1 (discover then call, refusals with the request id, both eras on one server),
+then the official Python SDK's ``Client`` in ``mode="auto"`` (skipped where ``mcp`` is not
+installed), which probes ``server/discover`` and must end up speaking 2026-07-28. The pure
+rules are in ``tests/unit/test_eras.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from typing import Any, Optional
@@ -17,21 +15,13 @@ from typing import Any, Optional
 import pytest
 
 import loopback
-from loopback import eras, http11, protocol
-from loopback.context import ClientState, Context, RequestState, require_client_capability
-from loopback.jsonrpc import MissingClientCapability
-from loopback.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError
-from loopback.protocol import RequestContext, handle_payload
-from loopback.eras import (
-    HEADER_MISMATCH,
-    MISSING_REQUIRED_CLIENT_CAPABILITY,
-    UNSUPPORTED_PROTOCOL_VERSION,
-
-)
-from loopback.settings import Settings
+from loopback import eras
+from loopback.context import Context
+from loopback.jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
+from loopback.eras import HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION
 from loopback.tools import ToolRegistry
 
-from conftest import Client, make_registry
+from conftest import Client
 
 from conftest import unit_module  # noqa: E402
 

@@ -1,19 +1,11 @@
-"""Property-based fuzzing (hypothesis, test-only) of the pure layers and of one real server.
+"""Property-based fuzzing (hypothesis, test-only) of one real server: raw request bytes
+(mutations of valid requests: calls with and without the session, chunked bodies, batches,
+CORS preflights, the session's GET event stream) against one module-scoped server: no 5xx
+but 501/505, every response well framed (Content-Length, or chunked SSE), no traceback or
+token, no logged crash, no hang, and a normal call still works afterwards.
 
-- ``protocol.handle_payload`` over random JSON values and JSON-RPC-shaped messages: it raises
-  nothing but ``JsonRpcError``, and every answer is encodable, says ``"jsonrpc": "2.0"``,
-  echoes the right id and uses only error codes a client mistake may earn.
-- ``jsonrpc.decode`` over random bytes: nothing but ``JsonRpcError(-32700)``.
-- Raw request bytes (mutations of valid requests: calls with and without the session,
-  chunked bodies, batches, CORS preflights, the session's GET event stream) against one
-  module-scoped server: no 5xx but 501/505, every response well framed (Content-Length, or
-  chunked SSE), no traceback or token, no logged crash, no hang, and a normal call still
-  works afterwards.
-
-Bounded for CI: ``LOOPBACK_FUZZ_EXAMPLES=N`` sets every test's example count for long runs;
-with ``CI`` set the runs are derandomized (reproducible); otherwise a failure prints the
-``@reproduce_failure`` blob, and ``pytest --hypothesis-seed=N`` replays a run. Hypothesis
-keeps its example database in ``.hypothesis/``, which it git-ignores itself.
+The registry, strategies and settings come from ``tests/unit/test_fuzz.py`` (the pure
+layers' fuzzing), which also says how the example count is set and a failure replayed.
 """
 
 from __future__ import annotations
@@ -22,22 +14,19 @@ import logging
 import os
 import re
 import socket
-from typing import Any, Iterator, Optional
+from typing import Iterator
 
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")  # test-only dependency (tox deps)
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import loopback  # noqa: E402
 from loopback import jsonrpc, protocol  # noqa: E402
 from loopback.auth import Grant  # noqa: E402
-from loopback.context import LOG_LEVELS, ClientState  # noqa: E402
-from loopback.jsonrpc import JsonRpcError  # noqa: E402
 from loopback.server import LoopbackServer  # noqa: E402
 from loopback.settings import Settings  # noqa: E402
-from loopback.tools import ToolRegistry  # noqa: E402
 
 from conftest import Client, _loopback_threads, wait_for  # noqa: E402
 

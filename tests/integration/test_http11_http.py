@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from conftest import raw_request, status_of
-from loopback import http11
-from loopback.http11 import HttpError, parse_head, parse_header_lines, parse_request_line
 
 
 # -- over a real socket ---------------------------------------------------------

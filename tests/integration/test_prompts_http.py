@@ -4,18 +4,12 @@ the prompts/* handlers, and the conformance suite's prompts over real HTTP."""
 from __future__ import annotations
 
 import base64
-import json
-from typing import Any, Iterator, Literal, Optional
+from typing import Iterator
 
 import pytest
 
 import loopback
-from loopback import EmbeddedResource, Image, Message, ResourceLink, Text, protocol
-from loopback.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
-from loopback.prompts import Prompt, PromptArgumentError, PromptRegistry
-from loopback.protocol import RequestContext
-from loopback.schema import SchemaError
-from loopback.settings import Settings
+from loopback.jsonrpc import INVALID_PARAMS
 from loopback.tools import ToolRegistry
 
 from conftest import Client

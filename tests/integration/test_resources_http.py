@@ -11,17 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import pytest
 
 import loopback
-from loopback import Audio, EmbeddedResource, Image, Text, protocol
-from loopback.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
-from loopback.protocol import RequestContext
-from loopback.resources import RESOURCE_NOT_FOUND, Resource, ResourceRegistry, ResourceTemplate
-from loopback.settings import Settings
-from loopback.tools import ToolRegistry
+from loopback.resources import RESOURCE_NOT_FOUND
 
 from conftest import Client
 

@@ -4,7 +4,7 @@ the 100-value cap, errors, and the conformance suite's request over real HTTP.""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,7 +15,6 @@ from loopback.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
 from loopback.protocol import RequestContext
 from loopback.tools import ToolRegistry
 
-from conftest import Client
 
 CITIES = ["paris", "park city", "parma", "berlin", "bern"]
 

@@ -1,17 +1,14 @@
-"""The 2026-07-28 revision: stateless requests beside the handshake era, in one server.
-
-Pure rules first (``revision_2026`` and ``protocol.handle_payload`` called directly),
-then the same rules end to end over real HTTP on 127.0.0.1, then the official Python
-SDK's ``Client`` in ``mode="auto"`` (skipped where ``mcp`` is not installed), which
-probes ``server/discover`` and must end up speaking 2026-07-28.
+"""The 2026-07-28 revision beside the handshake era, the pure rules: ``eras`` and
+``protocol.handle_payload`` called directly (routing headers, the ``_meta`` envelope,
+per-request state, client capabilities, ``Mcp-Param-*`` headers). The same rules end to
+end over real HTTP, and the official SDK's ``mode="auto"``, are in
+``tests/integration/test_eras_http.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 from typing import Any, Optional
 
 import pytest
@@ -31,7 +28,7 @@ from loopback.eras import (
 from loopback.settings import Settings
 from loopback.tools import ToolRegistry
 
-from conftest import Client, make_registry
+from conftest import make_registry
 
 MODERN = "2026-07-28"
 SERVER_INFO = "io.modelcontextprotocol/serverInfo"

@@ -1,19 +1,17 @@
-"""Property-based fuzzing (hypothesis, test-only) of the pure layers and of one real server.
+"""Property-based fuzzing (hypothesis, test-only) of the pure layers:
 
 - ``protocol.handle_payload`` over random JSON values and JSON-RPC-shaped messages: it raises
   nothing but ``JsonRpcError``, and every answer is encodable, says ``"jsonrpc": "2.0"``,
   echoes the right id and uses only error codes a client mistake may earn.
-- ``jsonrpc.decode`` over random bytes: nothing but ``JsonRpcError(-32700)``.
-- Raw request bytes (mutations of valid requests: calls with and without the session,
-  chunked bodies, batches, CORS preflights, the session's GET event stream) against one
-  module-scoped server: no 5xx but 501/505, every response well framed (Content-Length, or
-  chunked SSE), no traceback or token, no logged crash, no hang, and a normal call still
-  works afterwards.
+- ``jsonrpc.decode`` over random bytes: nothing but ``JsonRpcError(-32700)``; and what
+  ``encode`` writes, ``decode`` reads back.
 
-Bounded for CI: ``LOOPBACK_FUZZ_EXAMPLES=N`` sets every test's example count for long runs;
-with ``CI`` set the runs are derandomized (reproducible); otherwise a failure prints the
-``@reproduce_failure`` blob, and ``pytest --hypothesis-seed=N`` replays a run. Hypothesis
-keeps its example database in ``.hypothesis/``, which it git-ignores itself.
+The registry, strategies and settings here are shared with the raw-request fuzzing of a real
+server (``tests/integration/test_fuzz_http.py``). Bounded for CI: ``LOOPBACK_FUZZ_EXAMPLES=N``
+sets every test's example count for long runs; with ``CI`` set the runs are derandomized
+(reproducible); otherwise a failure prints the ``@reproduce_failure`` blob, and
+``pytest --hypothesis-seed=N`` replays a run. Hypothesis keeps its example database in
+``.hypothesis/``, which it git-ignores itself.
 """
 
 from __future__ import annotations
@@ -21,8 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -35,11 +32,9 @@ from loopback import jsonrpc, protocol  # noqa: E402
 from loopback.auth import Grant  # noqa: E402
 from loopback.context import LOG_LEVELS, ClientState  # noqa: E402
 from loopback.jsonrpc import JsonRpcError  # noqa: E402
-from loopback.server import LoopbackServer  # noqa: E402
 from loopback.settings import Settings  # noqa: E402
 from loopback.tools import ToolRegistry  # noqa: E402
 
-from conftest import Client, _loopback_threads, wait_for  # noqa: E402
 
 _OVERRIDE = int(os.environ.get("LOOPBACK_FUZZ_EXAMPLES", "0") or 0)
 

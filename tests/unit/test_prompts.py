@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Literal, Optional
 
 import pytest
 
@@ -18,7 +18,6 @@ from loopback.schema import SchemaError
 from loopback.settings import Settings
 from loopback.tools import ToolRegistry
 
-from conftest import Client
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")

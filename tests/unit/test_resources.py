@@ -4,14 +4,10 @@ function's return value becomes, the resources/* handlers, and all of it over re
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -23,7 +19,6 @@ from loopback.resources import RESOURCE_NOT_FOUND, Resource, ResourceRegistry, R
 from loopback.settings import Settings
 from loopback.tools import ToolRegistry
 
-from conftest import Client
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = base64.b64decode(
