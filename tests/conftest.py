@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
@@ -236,12 +236,16 @@ def leak_exempt() -> set[int]:
     return set()
 
 
-def _open_fds() -> Optional[dict[int, str]]:
-    """This process's file descriptors and what each points to; None without /proc."""
+HAS_PROC = os.path.isdir("/proc/self/fd")
+JOIN = 30.0  # generous bound for joining a helper thread on a noisy machine
+
+
+def open_fds() -> dict[int, str]:
+    """This process's file descriptors and what each points to (empty without /proc)."""
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:
-        return None
+        return {}
     fds = {}
     for name in names:
         try:
@@ -251,11 +255,101 @@ def _open_fds() -> Optional[dict[int, str]]:
     return fds
 
 
+def tcp_table() -> list[dict[str, Any]]:
+    """Rows of /proc/net/tcp and tcp6: local port, remote port, state, inode."""
+    rows = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as table:
+                lines = table.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            rows.append({
+                "local_port": int(fields[1].rsplit(":", 1)[1], 16),
+                "remote_port": int(fields[2].rsplit(":", 1)[1], 16),
+                "listening": fields[3] == "0A",
+                "inode": fields[9],
+            })
+    return rows
+
+
+def socket_inodes(fds: dict[int, str]) -> set[str]:
+    return {link[len("socket:["):-1] for link in fds.values() if link.startswith("socket:[")}
+
+
+def own_listening_ports() -> list[int]:
+    """Ports this process listens on."""
+    mine = socket_inodes(open_fds())
+    return [row["local_port"] for row in tcp_table() if row["listening"] and row["inode"] in mine]
+
+
+def run_threads(targets: list[Callable[[], None]], name: str) -> list[threading.Thread]:
+    threads = [threading.Thread(target=t, name=f"{name}-{i}", daemon=True) for i, t in enumerate(targets)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def join_all(threads: list[threading.Thread], timeout: float = JOIN) -> None:
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not [t.name for t in threads if t.is_alive()], "helper threads did not finish"
+
+
+def tool_text(answer: dict[str, Any]) -> str:
+    """The text of a successful tools/call answer."""
+    result = answer["result"]
+    assert result["isError"] is False, result
+    return "".join(block["text"] for block in result["content"] if block["type"] == "text")
+
+
+def in_call(thread: threading.Thread, path_suffix: str, name: str) -> bool:
+    """True while ``thread`` is inside function ``name`` of a file ending in ``path_suffix``."""
+    frame = sys._current_frames().get(thread.ident) if thread.ident is not None else None
+    for _ in range(200):  # bounded walk up the stack
+        if frame is None:
+            return False
+        if frame.f_code.co_name == name and frame.f_code.co_filename.endswith(path_suffix):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def parked_on_future(thread: threading.Thread) -> bool:
+    """True while ``thread`` waits in ``concurrent.futures.Future.result`` (on a start in flight)."""
+    return in_call(thread, os.path.join("concurrent", "futures", "_base.py"), "result")
+
+
+@pytest.fixture
+def no_leaked_threads_fds_or_listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The test leaves no thread it started, no listening socket and no extra fd behind
+    (stricter than ``no_leaks``: any thread, any listener; for the race and fault tests)."""
+    monkeypatch.delenv(lifecycle.PORT_ENV, raising=False)
+    threads_before = set(threading.enumerate())
+    fds_before = open_fds()
+    yield
+    lifecycle.close()  # before no_leaks does: what the singleton holds is not a leak here
+
+    def extra_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+
+    assert wait_for(lambda: not extra_threads(), 5), extra_threads()
+    if not HAS_PROC:
+        return
+    assert wait_for(lambda: not own_listening_ports(), 5), own_listening_ports()
+    settled = wait_for(lambda: len(open_fds()) <= len(fds_before), 5)  # threads just ended close fds
+    after = open_fds()
+    assert settled, {fd: link for fd, link in after.items() if fds_before.get(fd) != link}
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(leak_exempt: set[int]) -> Iterator[None]:
     """Every test ends with no process-wide server, no thread of ours but the exempt
     servers', and no more open file descriptors than it started with."""
-    fds_before = _open_fds()
+    fds_before = open_fds() if HAS_PROC else None
     yield
     lifecycle.close()
     active = lifecycle.active_runtime()
@@ -269,6 +363,6 @@ def no_leaks(leak_exempt: set[int]) -> Iterator[None]:
     assert wait_for(lambda: not _tool_threads(), 5), _tool_threads()
     if fds_before is not None:
         # Connection threads that have just ended close their sockets: allow a short settle.
-        settled = wait_for(lambda: len(_open_fds() or {}) <= len(fds_before), 5)
-        after = _open_fds() or {}
+        settled = wait_for(lambda: len(open_fds()) <= len(fds_before), 5)
+        after = open_fds()
         assert settled, {fd: link for fd, link in after.items() if fds_before.get(fd) != link}

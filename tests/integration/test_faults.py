@@ -15,77 +15,28 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
 import loopback
-from conftest import Client, make_registry, port_accepts, session_of, wait_for
+from conftest import JOIN, Client, make_registry, port_accepts, session_of, wait_for
 from loopback import lifecycle
 from loopback.settings import Settings
 from loopback.tools import ToolRegistry
 
-JOIN = 30.0  # generous bound for joining a helper thread on a noisy machine
-HAS_PROC = os.path.isdir("/proc/self/fd")
 BIG_TEXT = "x" * (5 * 1024 * 1024)  # a 5 MB tool result
 
 
-# -- leak checks -------------------------------------------------------------------
+# -- leak checks (conftest) ---------------------------------------------------------
 
-
-def open_fds() -> dict[int, str]:
-    fds = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:  # the fd of the listdir itself, already closed
-            pass
-    return fds
-
-
-def own_listening_ports() -> list[int]:
-    """Ports this process listens on (/proc/net/tcp rows whose inode is one of our fds)."""
-    mine = {link[len("socket:["):-1] for link in open_fds().values() if link.startswith("socket:[")}
-    ports = []
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(path) as table:
-                rows = [line.split() for line in table.read().splitlines()[1:]]
-        except OSError:
-            continue
-        ports += [int(row[1].rsplit(":", 1)[1], 16) for row in rows if row[3] == "0A" and row[9] in mine]
-    return ports
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads_fds_or_listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The test leaves no thread it started, no listening socket and no extra fd behind."""
-    monkeypatch.delenv(lifecycle.PORT_ENV, raising=False)
-    threads_before = set(threading.enumerate())
-    fds_before = open_fds() if HAS_PROC else {}
-    yield
-    lifecycle.close()  # before conftest's no_leaks does: what it holds is not a leak
-
-    def extra_threads() -> list[str]:
-        return [t.name for t in threading.enumerate() if t not in threads_before and t.is_alive()]
-
-    assert wait_for(lambda: not extra_threads(), 5), extra_threads()
-    if not HAS_PROC:
-        return
-    assert wait_for(lambda: not own_listening_ports(), 5), own_listening_ports()
-    settled = wait_for(lambda: len(open_fds()) <= len(fds_before), 5)  # threads just ended close fds
-    after = open_fds()
-    assert settled, {fd: link for fd, link in after.items() if fds_before.get(fd) != link}
-
-
-# -- helpers -----------------------------------------------------------------------
+pytestmark = pytest.mark.usefixtures("no_leaked_threads_fds_or_listeners")
 
 
 def connection_threads(port: int) -> list[threading.Thread]:

@@ -28,12 +28,12 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 import loopback
-from conftest import Client, make_registry, port_accepts, wait_for
+from conftest import (JOIN, Client, in_call, join_all, make_registry, parked_on_future, port_accepts, run_threads,
+                      tool_text, wait_for)
 from loopback import lifecycle
 from loopback.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-JOIN = 30.0  # generous bound for joining a helper thread on a noisy machine
 
 
 # -- helpers -------------------------------------------------------------------
@@ -86,23 +86,6 @@ def occupied_port() -> Iterator[int]:
         sock.close()
 
 
-def in_call(thread: threading.Thread, path_suffix: str, name: str) -> bool:
-    """True while ``thread`` is inside function ``name`` of a file ending in ``path_suffix``."""
-    frame = sys._current_frames().get(thread.ident) if thread.ident is not None else None
-    for _ in range(200):  # bounded walk up the stack
-        if frame is None:
-            return False
-        if frame.f_code.co_name == name and frame.f_code.co_filename.endswith(path_suffix):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def parked_on_future(thread: threading.Thread) -> bool:
-    """True while ``thread`` waits in ``concurrent.futures.Future.result`` (on a start in flight)."""
-    return in_call(thread, os.path.join("concurrent", "futures", "_base.py"), "result")
-
-
 def all_parked(threads: Callable[[], list[threading.Thread]], timeout: float = 10.0) -> bool:
     """Wait (bounded) until every thread but the calling one is parked on a Future."""
     me = threading.current_thread()
@@ -136,26 +119,6 @@ class BindSpy:
     @property
     def count(self) -> int:
         return len(self.addresses)
-
-
-def run_threads(targets: list[Callable[[], None]], name: str) -> list[threading.Thread]:
-    threads = [threading.Thread(target=t, name=f"{name}-{i}", daemon=True) for i, t in enumerate(targets)]
-    for t in threads:
-        t.start()
-    return threads
-
-
-def join_all(threads: list[threading.Thread]) -> None:
-    deadline = time.monotonic() + JOIN
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    assert not [t.name for t in threads if t.is_alive()], "helper threads did not finish"
-
-
-def tool_text(answer: dict[str, Any]) -> str:
-    result = answer["result"]
-    assert result["isError"] is False, result
-    return "".join(block["text"] for block in result["content"] if block["type"] == "text")
 
 
 def python(script: str, timeout: float = 20.0, cwd: Optional[Path] = None) -> subprocess.CompletedProcess[str]:

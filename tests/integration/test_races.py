@@ -22,108 +22,27 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
 import loopback
-from conftest import Client, make_registry, port_accepts, wait_for
+from conftest import (HAS_PROC, JOIN, Client, join_all, make_registry, open_fds, parked_on_future, port_accepts,
+                      run_threads, socket_inodes, tcp_table, tool_text, wait_for)
 from loopback import lifecycle
 from loopback.host import prepare_agent_run
 from loopback.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-JOIN = 30.0  # generous bound for joining a helper thread on a noisy machine
-HAS_PROC = os.path.isdir("/proc/self/fd")
 
 
-# -- leak checks -------------------------------------------------------------------
+# -- leak checks (conftest) ---------------------------------------------------------
 
-
-def open_fds() -> dict[int, str]:
-    """This process's file descriptors and what they point to."""
-    fds = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:  # the fd of the listdir itself, already closed
-            pass
-    return fds
-
-
-def tcp_table() -> list[dict[str, Any]]:
-    """Rows of /proc/net/tcp and tcp6: local port, remote port, state, inode."""
-    rows = []
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(path) as table:
-                lines = table.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            rows.append({
-                "local_port": int(fields[1].rsplit(":", 1)[1], 16),
-                "remote_port": int(fields[2].rsplit(":", 1)[1], 16),
-                "listening": fields[3] == "0A",
-                "inode": fields[9],
-            })
-    return rows
-
-
-def socket_inodes(fds: dict[int, str]) -> set[str]:
-    return {link[len("socket:["):-1] for link in fds.values() if link.startswith("socket:[")}
-
-
-def own_listening_sockets() -> list[int]:
-    """Ports this process listens on."""
-    mine = socket_inodes(open_fds())
-    return [row["local_port"] for row in tcp_table() if row["listening"] and row["inode"] in mine]
+pytestmark = pytest.mark.usefixtures("no_leaked_threads_fds_or_listeners")
 
 
 def our_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(("loopback-mcp", "loopback-tool:"))]
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads_fds_or_listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The test leaves no thread it started, no listening socket and no extra fd behind."""
-    monkeypatch.delenv(lifecycle.PORT_ENV, raising=False)
-    threads_before = set(threading.enumerate())
-    fds_before = open_fds() if HAS_PROC else {}
-    yield
-    # conftest's no_leaks closes the singleton after this teardown; close it first so
-    # that what it holds is not counted as leaked here.
-    lifecycle.close()
-
-    def extra_threads() -> list[str]:
-        return [t.name for t in threading.enumerate() if t not in threads_before and t.is_alive()]
-
-    assert wait_for(lambda: not extra_threads(), 5), extra_threads()
-    if not HAS_PROC:
-        return
-    assert wait_for(lambda: not own_listening_sockets(), 5), own_listening_sockets()
-    # fds are closed by threads that have just ended: allow a short settle.
-    settled = wait_for(lambda: len(open_fds()) <= len(fds_before), 5)
-    after = open_fds()
-    assert settled, {fd: link for fd, link in after.items() if fds_before.get(fd) != link}
-
-
-# -- helpers -----------------------------------------------------------------------
-
-
-def run_threads(targets: list[Callable[[], None]], name: str) -> list[threading.Thread]:
-    threads = [threading.Thread(target=t, name=f"{name}-{i}", daemon=True) for i, t in enumerate(targets)]
-    for t in threads:
-        t.start()
-    return threads
-
-
-def join_all(threads: list[threading.Thread], timeout: float = JOIN) -> None:
-    deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    assert not [t.name for t in threads if t.is_alive()], "helper threads did not finish"
 
 
 def server_threads() -> list[threading.Thread]:
@@ -135,35 +54,12 @@ def connection_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("loopback-mcp:") and t.name.endswith(":conn")]
 
 
-def tool_text(answer: dict[str, Any]) -> str:
-    result = answer["result"]
-    assert result["isError"] is False, result
-    return "".join(block["text"] for block in result["content"] if block["type"] == "text")
-
-
 def add_via_http(server: loopback.LoopbackServer, a: int, b: int) -> int:
     client = Client(server.port, server.token)
     try:
         return client.call_tool("add", {"a": a, "b": b})["result"]["structuredContent"]["result"]
     finally:
         client.close()
-
-
-def in_call(thread: threading.Thread, path_suffix: str, name: str) -> bool:
-    """True while ``thread`` is inside function ``name`` of a file ending in ``path_suffix``."""
-    frame = sys._current_frames().get(thread.ident) if thread.ident is not None else None
-    for _ in range(200):  # bounded walk up the stack
-        if frame is None:
-            return False
-        if frame.f_code.co_name == name and frame.f_code.co_filename.endswith(path_suffix):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def parked_on_future(thread: threading.Thread) -> bool:
-    """True while ``thread`` waits in ``concurrent.futures.Future.result`` (a start in flight)."""
-    return in_call(thread, os.path.join("concurrent", "futures", "_base.py"), "result")
 
 
 class BindGate:
